@@ -1,0 +1,413 @@
+"""TrainerBase: the generic train/validate loop and the base command-line options.
+
+A task subclasses TrainerBase, overrides only the hooks that differ (``build_loss``,
+``compute_metrics``, ``train_step``...) and sets its own argparse defaults::
+
+    parser = build_parser("Train my model.")
+    parser.set_defaults(model_type="Vanilla", data_type="FashionMNIST", monitor="val_acc")
+    MyTrainer(parser.parse_args()).train()
+
+Per run: select device(s) -> seed -> new timestamped run dir -> config.json + train.log ->
+data, model, loss, optimizer, scheduler, clipper, early stopper, TensorBoard -> epochs of
+train_one_epoch -> validate -> log -> last/best checkpoints -> early-stop check.
+"""
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.tensorboard import SummaryWriter
+
+from data.data_entry import DATASETS, build_datasets, build_loader
+from data.splits import DataSplits
+from model.model_entry import MODELS, build_model, describe_model
+from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
+from utils.cli import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+    str2bool,
+)
+from utils.clipper import GradClipper
+from utils.config import CONFIG_NAME, environment_info, save_config
+from utils.device import move_to, select_device
+from utils.earlystopper import EarlyStopper
+from utils.errors import UsageError
+from utils.logger import setup_logging
+from utils.meter import MeterGroup
+from utils.optimizer import OPTIMIZERS, build_optimizer
+from utils.progress import Progress
+from utils.rundir import make_run_dir
+from utils.scheduler import SCHEDULERS, build_scheduler
+from utils.seed import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The options every task shares; a task script changes defaults with ``set_defaults``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--proj_name", default="Project", help="project name, kept in the config")
+    run.add_argument("--model_type", default="Vanilla", choices=sorted(MODELS), help="model")
+    run.add_argument("--data_type", default="FashionMNIST", choices=sorted(DATASETS), help="data")
+    run.add_argument("--data_dir", default="./Dataset", help="where the dataset lives")
+    run.add_argument("--output_dir", default="./Results", help="each run gets a new dir here")
+    run.add_argument(
+        "--gpu_devices",
+        default="auto",
+        help="'auto' (GPU with most free memory, else CPU), 'cpu', or ids like '0' or '0,1' "
+        "(several ids -> DataParallel)",
+    )
+    run.add_argument("--seed", type=int, default=42, help="seed for python, numpy, torch, data")
+    run.add_argument(
+        "--deterministic", type=str2bool, default=False, help="forbid nondeterministic kernels"
+    )
+    run.add_argument(
+        "--resume", default=None, help="checkpoint to continue from, inside its own run dir"
+    )
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=positive_int, default=10, help="number of epochs")
+    optim.add_argument("--batch_size", type=positive_int, default=64, help="samples per batch")
+    optim.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    optim.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
+    optim.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    optim.add_argument("--weight_decay", type=non_negative_float, default=0.0, help="L2 decay")
+    optim.add_argument("--scheduler", default="none", choices=sorted(SCHEDULERS), help="lr decay")
+    optim.add_argument(
+        "--warmup_epochs", type=non_negative_float, default=0.0, help="linear lr warmup length"
+    )
+    optim.add_argument(
+        "--lr_step_epochs", type=positive_int, default=30, help="'step' scheduler: decay period"
+    )
+    optim.add_argument(
+        "--lr_gamma", type=positive_float, default=0.1, help="'step' scheduler: decay factor"
+    )
+    optim.add_argument(
+        "--clip_grad_norm", type=positive_float, default=None, help="max global gradient norm"
+    )
+    optim.add_argument(
+        "--clip_grad_value", type=positive_float, default=None, help="max absolute gradient"
+    )
+
+    stop = parser.add_argument_group("monitoring and early stopping")
+    stop.add_argument("--monitor", default="val_loss", help="metric that picks the best epoch")
+    stop.add_argument("--monitor_mode", default="min", choices=["min", "max"], help="better is")
+    stop.add_argument(
+        "--patience", type=non_negative_int, default=5, help="epochs without gain; 0 = never stop"
+    )
+    stop.add_argument(
+        "--min_delta", type=non_negative_float, default=0.0, help="smallest change that counts"
+    )
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--num_workers", type=non_negative_int, default=2, help="loader processes")
+    data.add_argument(
+        "--val_ratio", type=open_fraction, default=0.1, help="share of train data held for val"
+    )
+    data.add_argument(
+        "--train_val_sample_rate", type=fraction, default=1.0, help="use this share of train+val"
+    )
+    data.add_argument(
+        "--test_sample_rate", type=fraction, default=1.0, help="use this share of the test set"
+    )
+    return parser
+
+
+class TrainerBase:
+    """Owns one training run: its devices, run dir, data, model, optimisation and checkpoints.
+
+    Hooks a task may override: ``build_data``, ``build_model``, ``build_loss``,
+    ``compute_loss``, ``compute_metrics``, ``train_step``.
+    """
+
+    def __init__(self, opt: Namespace) -> None:
+        self.opt = opt
+        setup_logging()
+        self.device, self.device_ids = select_device(opt.gpu_devices)
+        seed_everything(opt.seed, opt.deterministic)
+        resume = load_checkpoint(opt.resume) if opt.resume else None
+        self.run_dir = Path(opt.resume).parent if resume else make_run_dir(opt.output_dir)
+        setup_logging(self.run_dir / "train.log")
+        if resume is None:
+            save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
+
+        self.data = self.build_data()
+        self.train_loader = build_loader(self.data.train, opt, shuffle=True, device=self.device)
+        self.val_loader = build_loader(self.data.val, opt, shuffle=False, device=self.device)
+        self.model = self.wrap_model(self.build_model().to(self.device))
+        self.criterion = self.build_loss().to(self.device)
+        self.optimizer = build_optimizer(self.model, opt)
+        self.scheduler = build_scheduler(self.optimizer, opt, len(self.train_loader))
+        self.clipper = GradClipper(opt.clip_grad_norm, opt.clip_grad_value)
+        self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
+
+        self.epoch = 0  # epochs completed
+        self.batch_in_epoch = 0  # batches of the epoch in progress completed
+        self.global_step = 0
+        self.metrics: dict[str, float] = {}
+        if resume is not None:
+            self.load_state_dict(resume)
+            log.info(
+                "resuming %s at epoch %d, batch %d", opt.resume, self.epoch + 1, self.batch_in_epoch
+            )
+        # purge_step drops events a crashed run logged after this checkpoint was written.
+        self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step if resume else None)
+
+    # ----- hooks -----------------------------------------------------------------------------
+
+    def build_data(self) -> DataSplits:
+        """The train/val/test splits, by default from ``data_entry`` and ``--data_type``."""
+        return build_datasets(self.opt)
+
+    def build_model(self) -> nn.Module:
+        """The bare model, by default from ``model_entry`` and ``--model_type``."""
+        return build_model(self.opt, self.data.input_shape, self.data.num_classes)
+
+    def build_loss(self) -> nn.Module:
+        """The training criterion; cross-entropy unless a task says otherwise."""
+        return nn.CrossEntropyLoss()
+
+    def compute_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return self.criterion(outputs, targets)
+
+    def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        """Per-sample means over one batch (e.g. ``{"acc": 0.91}``); the loss is added for you."""
+        return {}
+
+    def train_step(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimisation step; returns the detached loss and the outputs."""
+        outputs = self.model(inputs)
+        loss = self.compute_loss(outputs, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.clipper(self.model.parameters())
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach(), outputs
+
+    # ----- the loop --------------------------------------------------------------------------
+
+    def train(self) -> dict[str, float]:
+        """Train until ``--epochs`` or early stopping; return the last epoch's metrics.
+
+        Any exception, Ctrl-C included, first writes an interrupt checkpoint and logs the
+        command that continues the run, then propagates.
+        """
+        self.log_start()
+        self.check_monitor()
+        try:
+            while self.epoch < self.opt.epochs:
+                if self.train_epoch_and_validate():
+                    log.info(
+                        "early stop: %s has not improved for %d epochs (best %.4f)",
+                        self.opt.monitor,
+                        self.stopper.bad_epochs,
+                        self.stopper.best,
+                    )
+                    break
+        except BaseException as exc:
+            self.save_interrupt_checkpoint(exc)
+            raise
+        finally:
+            self.writer.close()
+        log.info(
+            "done: best %s %.4f; run dir %s", self.opt.monitor, self.stopper.best, self.run_dir
+        )
+        return self.metrics
+
+    def train_epoch_and_validate(self) -> bool:
+        """One epoch of training and validation with logging and checkpoints; True = stop."""
+        start = time.perf_counter()
+        train = self.train_one_epoch()
+        val = self.validate()
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.metrics = {
+            **{f"train_{k}": v for k, v in train.items()},
+            **{f"val_{k}": v for k, v in val.items()},
+            "lr": self.lr,
+            "epoch_time": time.perf_counter() - start,
+        }
+        improved = self.stopper.step(self.metrics[self.opt.monitor])
+        self.log_epoch(improved)
+        self.save("last")
+        if improved:
+            self.save("best")
+        return self.stopper.should_stop
+
+    def train_one_epoch(self) -> dict[str, float]:
+        """Train over the epoch's batches (from ``batch_in_epoch`` on when resuming)."""
+        self.model.train()
+        self.train_loader.sampler.set_epoch(
+            self.epoch, start=self.batch_in_epoch * self.opt.batch_size
+        )
+        meters = MeterGroup()
+        progress = Progress(
+            self.train_loader, len(self.train_loader), f"epoch {self.epoch + 1}/{self.opt.epochs}"
+        )
+        for step, batch in enumerate(progress, start=1):
+            inputs, targets = move_to(batch, self.device)
+            loss, outputs = self.train_step(inputs, targets)
+            self.batch_in_epoch += 1
+            self.global_step += 1
+            meters.update(self.batch_stats(loss, outputs.detach(), targets), len(targets))
+            progress.update(step, len(targets), loss=meters.meters["loss"].avg, lr=self.lr)
+        return meters.averages()
+
+    @torch.inference_mode()
+    def validate(self, max_batches: int | None = None) -> dict[str, float]:
+        """Loss and metrics over the validation split (or its first ``max_batches``)."""
+        self.model.eval()
+        meters = MeterGroup()
+        total = min(len(self.val_loader), max_batches or len(self.val_loader))
+        progress = Progress(self.val_loader, total, "validate", lines=0)
+        for step, batch in enumerate(progress, start=1):
+            inputs, targets = move_to(batch, self.device)
+            outputs = self.model(inputs)
+            loss = self.compute_loss(outputs, targets)
+            meters.update(self.batch_stats(loss, outputs, targets), len(targets))
+            progress.update(step, len(targets), loss=meters.meters["loss"].avg)
+            if step == total:
+                break
+        return meters.averages()
+
+    def batch_stats(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        return {"loss": loss.item(), **self.compute_metrics(outputs, targets)}
+
+    # ----- helpers ---------------------------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """DataParallel over the selected GPUs when there is more than one."""
+        if len(self.device_ids) > 1:
+            log.info("DataParallel over GPUs %s", self.device_ids)
+            return nn.DataParallel(model, device_ids=self.device_ids)
+        return model
+
+    def check_monitor(self) -> None:
+        """Validate two batches before training, so a wrong ``--monitor`` fails in seconds."""
+        reported = self.validate(max_batches=2)
+        names = [f"{split}_{k}" for split in ("train", "val") for k in reported]
+        names += ["lr", "epoch_time"]
+        if self.opt.monitor not in names:
+            known = ", ".join(names)
+            raise UsageError(
+                f"--monitor {self.opt.monitor}: not a metric of this task; known: {known}"
+            )
+
+    def log_start(self) -> None:
+        log.info("run dir %s", self.run_dir)
+        log.info("device %s", ", ".join(f"cuda:{i}" for i in self.device_ids) or "cpu")
+        log.info(
+            "data %s: train %d, val %d, test %d samples",
+            self.opt.data_type,
+            len(self.data.train),
+            len(self.data.val),
+            len(self.data.test),
+        )
+        log.info("model %s\n%s", self.opt.model_type, describe_model(unwrap_model(self.model)))
+
+    def log_epoch(self, improved: bool) -> None:
+        """One log line per epoch, and every metric to TensorBoard at the global step."""
+        for name, value in self.metrics.items():
+            self.writer.add_scalar(name.replace("_", "/", 1), value, self.global_step)
+        self.writer.flush()
+        text = "  ".join(
+            f"{k} {v:.3g}"
+            if k == "lr"
+            else f"{k} {v:.1f}s"
+            if k == "epoch_time"
+            else f"{k} {v:.4f}"
+            for k, v in self.metrics.items()
+        )
+        log.info(
+            "epoch %d/%d  %s%s", self.epoch, self.opt.epochs, text, "  *best*" if improved else ""
+        )
+
+    # ----- checkpoints -----------------------------------------------------------------------
+
+    def checkpoint_path(self, kind: str) -> Path:
+        """``<run_dir>/<model_type>_<kind>_ckpt.pth`` for kind best, last or interrupt."""
+        return self.run_dir / f"{self.opt.model_type}_{kind}_ckpt.pth"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run; only tensors and plain containers."""
+        return {
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "stopper": self.stopper.state_dict(),
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "global_step": self.global_step,
+            "metrics": self.metrics,
+            "config": vars(self.opt),
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_model_state(self.model, state["model"], f"checkpoint {self.opt.resume}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.stopper.load_state_dict(state["stopper"])
+        self.epoch = state["epoch"]
+        self.batch_in_epoch = state["batch_in_epoch"]
+        self.global_step = state["global_step"]
+        self.metrics = state["metrics"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save(self, kind: str) -> Path:
+        path = self.checkpoint_path(kind)
+        save_checkpoint(path, self.state_dict())
+        return path
+
+    def save_interrupt_checkpoint(self, exc: BaseException) -> None:
+        """Write the interrupt checkpoint and log how to continue; never masks ``exc``."""
+        try:
+            path = self.save("interrupt")
+        except Exception as err:
+            log.error(
+                "%s, and the interrupt checkpoint could not be written: %s", type(exc).__name__, err
+            )
+            return
+        log.error(
+            "%s at epoch %d, batch %d (step %d); saved %s\ncontinue with: %s",
+            type(exc).__name__,
+            self.epoch + 1,
+            self.batch_in_epoch,
+            self.global_step,
+            path,
+            resume_command(path),
+        )
+
+
+def resume_command(checkpoint: Path) -> str:
+    """This process's command line with ``--resume <checkpoint>`` in place of any earlier one."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            args.append(arg)
+    return shlex.join(["python", sys.argv[0], *args, "--resume", str(checkpoint)])

@@ -1,0 +1,38 @@
+"""Train a classifier on FashionMNIST (the MLP ``Vanilla`` by default).
+
+    python trainer_vanilla.py --model_type Vanilla --data_type FashionMNIST \
+        --output_dir ./Results/Vanilla/ --gpu_devices 0 --data_dir ./Dataset
+"""
+
+import argparse
+
+from torch import Tensor
+
+from trainer import TrainerBase, build_parser
+from utils.cli import run_main
+from utils.metrics import accuracy
+
+
+class VanillaTrainer(TrainerBase):
+    """Cross-entropy classification, reporting accuracy beside the loss."""
+
+    def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        return {"acc": accuracy(outputs, targets)}
+
+
+def build_vanilla_parser() -> argparse.ArgumentParser:
+    parser = build_parser("Train a classifier on FashionMNIST.")
+    parser.set_defaults(
+        proj_name="Vanilla",
+        model_type="Vanilla",
+        data_type="FashionMNIST",
+        data_dir="./Dataset",
+        output_dir="./Results/Vanilla",
+        monitor="val_acc",
+        monitor_mode="max",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    run_main(lambda: VanillaTrainer(build_vanilla_parser().parse_args()).train())

@@ -1,0 +1,78 @@
+"""The run's JSON config: options plus the environment they ran in, read back by evaluators."""
+
+import json
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utils.atomic import atomic_write
+from utils.errors import UsageError
+
+CONFIG_NAME = "config.json"
+
+
+def git_commit(repo: Path) -> str | None:
+    """The checked-out commit of ``repo`` (with ``-dirty`` for local changes), or None."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def environment_info(device: torch.device) -> dict[str, Any]:
+    """What a run depends on besides its options: versions, device, host, command, commit."""
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "hostname": socket.gethostname(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+    }
+
+
+def save_config(path: str | Path, options: dict[str, Any], environment: dict[str, Any]) -> None:
+    """Write ``{"options": ..., "environment": ...}`` as indented JSON, atomically."""
+    text = json.dumps({"options": options, "environment": environment}, indent=2, sort_keys=True)
+    atomic_write(path, lambda f: f.write((text + "\n").encode()))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A run directory means the ``config.json`` inside it; a file path is taken as is."""
+    path = Path(path)
+    return path / CONFIG_NAME if path.is_dir() else path
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a config written by :func:`save_config` (or a run dir holding one)."""
+    path = resolve_config_path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config {path} not found; expected the config.json of a run") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"config {path} is not readable JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
+        raise UsageError(f"config {path} has no 'options' object; expected a run's config.json")
+    return data
