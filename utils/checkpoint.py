@@ -5,7 +5,7 @@ A checkpoint is a dict of tensors and plain containers, so it loads with
 """
 
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,9 @@ from torch import nn
 
 from utils.atomic import atomic_write
 from utils.errors import UsageError
+
+# How torch's weights-only unpickler names the global it refused to import.
+UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -38,12 +41,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0]
+        found = UNSAFE_GLOBAL.search(str(err))
+        if found is None:
+            raise UsageError(f"checkpoint {path} is truncated or not a checkpoint") from None
         raise UsageError(
-            f"checkpoint {path} refused: it holds objects other than tensors and plain containers "
-            f"({reason})"
+            f"checkpoint {path} refused: it would import {found.group(1)} when loaded; expected "
+            "only tensors and plain containers"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+    except Exception as err:  # torch raises many types for truncated or foreign files
         raise UsageError(
             f"checkpoint {path} is truncated or not a checkpoint ({type(err).__name__})"
         ) from None

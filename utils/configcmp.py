@@ -34,11 +34,13 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def diff_configs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """Sorted ``(key, value_in_a, value_in_b)`` for each key that differs or is only on one side."""
     flat_a, flat_b = flatten(a), flatten(b)
-    return [
-        (key, flat_a.get(key, MISSING), flat_b.get(key, MISSING))
-        for key in sorted(flat_a.keys() | flat_b.keys())
-        if flat_a.get(key, MISSING) != flat_b.get(key, MISSING)
-    ]
+    rows = []
+    for key in sorted(flat_a.keys() | flat_b.keys()):
+        value_a, value_b = flat_a.get(key, MISSING), flat_b.get(key, MISSING)
+        # Compare types too: JSON keeps true and 1 apart, and so does this table.
+        if (type(value_a), value_a) != (type(value_b), value_b):
+            rows.append((key, value_a, value_b))
+    return rows
 
 
 def format_table(rows: list[tuple[str, Any, Any]], name_a: str, name_b: str) -> str:

@@ -64,6 +64,8 @@ def move_to(batch: Any, device: torch.device) -> Any:
     """Move every tensor in a (nested) tuple, list or dict batch to ``device``."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to(item, device) for item in batch))
     if isinstance(batch, tuple | list):
         return type(batch)(move_to(item, device) for item in batch)
     if isinstance(batch, dict):

@@ -12,7 +12,11 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter], Namespace], torch.optim.Opt
 
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "sgd": lambda params, opt: torch.optim.SGD(
-        params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=True
+        params,
+        lr=opt.lr,
+        momentum=opt.momentum,
+        weight_decay=opt.weight_decay,
+        nesterov=opt.momentum > 0,  # torch refuses Nesterov without momentum
     ),
     "adam": lambda params, opt: torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay),
     "adamw": lambda params, opt: torch.optim.AdamW(

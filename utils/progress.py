@@ -34,7 +34,7 @@ class Progress:
         self.desc = desc
         self.enabled = enabled
         self.lines = lines
-        self.every = max(1, total // max(lines, 1))
+        self.every = max(1, total // max(lines, 1))  # bar postfix refresh period
         self.bar = (
             tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
             if (enabled and sys.stderr.isatty())
@@ -59,7 +59,8 @@ class Progress:
             self.bar.update(1)
             if step % self.every == 0 or step == self.total or step == 1:
                 self.bar.set_postfix_str(self._describe(stats), refresh=False)
-        elif self.lines and (step % self.every == 0 or step == self.total):
+        elif step * self.lines // self.total > (step - 1) * self.lines // self.total:
+            # Exactly min(lines, total) evenly spaced lines, the last one at the final step.
             log.info("%s %d/%d %s", self.desc, step, self.total, self._describe(stats))
 
     @property
