@@ -7,9 +7,9 @@ A task subclasses TrainerBase, overrides only the hooks that differ (``build_los
     parser.set_defaults(model_type="Vanilla", data_type="FashionMNIST", monitor="val_acc")
     MyTrainer(parser.parse_args()).train()
 
-Per run: select device(s) -> seed -> new timestamped run dir -> config.json + train.log ->
-data, model, loss, optimizer, scheduler, clipper, early stopper, TensorBoard -> epochs of
-train_one_epoch -> validate -> log -> last/best checkpoints -> early-stop check.
+Per run: select device(s) -> seed -> data -> new timestamped run dir -> config.json +
+train.log -> model, loss, optimizer, scheduler, clipper, early stopper, TensorBoard -> epochs
+of train_one_epoch -> validate -> log -> last/best checkpoints -> early-stop check.
 """
 
 import argparse
@@ -140,12 +140,13 @@ class TrainerBase:
         self.device, self.device_ids = select_device(opt.gpu_devices)
         seed_everything(opt.seed, opt.deterministic)
         resume = load_checkpoint(opt.resume) if opt.resume else None
+        # Data first: a wrong --data_dir then fails before an empty run dir is left behind.
+        self.data = self.build_data()
         self.run_dir = Path(opt.resume).parent if resume else make_run_dir(opt.output_dir)
         setup_logging(self.run_dir / "train.log")
         if resume is None:
             save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
 
-        self.data = self.build_data()
         self.train_loader = build_loader(self.data.train, opt, shuffle=True, device=self.device)
         self.val_loader = build_loader(self.data.val, opt, shuffle=False, device=self.device)
         self.model = self.wrap_model(self.build_model().to(self.device))
@@ -164,8 +165,9 @@ class TrainerBase:
             log.info(
                 "resuming %s at epoch %d, batch %d", opt.resume, self.epoch + 1, self.batch_in_epoch
             )
-        # purge_step drops events a crashed run logged after this checkpoint was written.
-        self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step if resume else None)
+        # On resume, TensorBoard hides what the earlier process logged after this checkpoint.
+        purge = self.global_step + 1 if resume else None
+        self.writer = SummaryWriter(self.run_dir, purge_step=purge)
 
     # ----- hooks -----------------------------------------------------------------------------
 

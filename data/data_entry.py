@@ -32,7 +32,11 @@ def build_loader(
     shuffle: bool,
     device: torch.device,
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` whose order is a :class:`ResumableSampler` of ``opt.seed``."""
+    """A DataLoader over ``dataset`` whose order is a :class:`ResumableSampler` of ``opt.seed``.
+
+    The loader's own generator seeds its workers, so iterating it never draws from the global
+    torch RNG that the model's dropout uses: a resumed run replays the same random numbers.
+    """
     workers = opt.num_workers
     return DataLoader(
         dataset,
@@ -41,5 +45,6 @@ def build_loader(
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=seed_worker if workers > 0 else None,
+        generator=torch.Generator().manual_seed(opt.seed),
         persistent_workers=workers > 0,
     )

@@ -1,0 +1,30 @@
+# make train: create .venv if needed, install, train the MLP on FashionMNIST (ARGS adds flags).
+# make test:  create .venv if needed, install, run the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: train test lint format
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/python trainer_vanilla.py --model_type Vanilla --data_type FashionMNIST \
+		--output_dir ./Results/Vanilla/ --data_dir ./Dataset $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

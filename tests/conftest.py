@@ -1,0 +1,49 @@
+"""Shared fixtures: the real data (skipped with a reason when absent) and running scripts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.fashion_mnist import FILES
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_ENV = "TEMPLATE_DATA_DIR"
+
+
+def real_data_dir() -> Path:
+    """The real datasets: ``$TEMPLATE_DATA_DIR`` or ``../shared/data`` beside the project."""
+    return Path(os.environ.get(DATA_ENV, REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data_dir laid out as torchvision expects, linking the real FashionMNIST files.
+
+    The shared copy may be read-only and torchvision extracts beside the archives, so the
+    archives are linked into a fresh directory.
+    """
+    source = real_data_dir() / "fashion-mnist"
+    missing = [name for name in FILES if not (source / name).is_file()]
+    if missing:
+        pytest.skip(f"real FashionMNIST not in {source} (missing {missing[0]}); set {DATA_ENV}")
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in FILES:
+        (raw / name).symlink_to(source / name)
+    return root
+
+
+def run_script(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` from the repo root as a user would; output captured as text."""
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )

@@ -1,0 +1,128 @@
+"""Tests for utils.cli: argparse value types and run_main."""
+
+import argparse
+
+import pytest
+
+from utils.cli import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+    run_main,
+    str2bool,
+)
+from utils.errors import UsageError
+
+
+@pytest.mark.parametrize("text", ["True", "true", "TRUE", " yes ", "Y", "y", "1"])
+def test_str2bool_true_spellings(text):
+    assert str2bool(text) is True
+
+
+@pytest.mark.parametrize("text", ["False", "false", "NO", "n", "0", " False "])
+def test_str2bool_false_spellings(text):
+    assert str2bool(text) is False
+
+
+@pytest.mark.parametrize("text", ["", "2", "maybe", "tru", "on", "off", "-1"])
+def test_str2bool_refuses_other_text(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        str2bool(text)
+
+
+@pytest.mark.parametrize(
+    ("func", "text", "expected"),
+    [
+        (positive_int, "1", 1),
+        (positive_int, "17", 17),
+        (non_negative_int, "0", 0),
+        (non_negative_int, "5", 5),
+        (positive_float, "1e-9", 1e-9),
+        (positive_float, "3.5", 3.5),
+        (non_negative_float, "0", 0.0),
+        (non_negative_float, "2.5", 2.5),
+        (fraction, "1", 1.0),
+        (fraction, "1e-9", 1e-9),
+        (fraction, "0.25", 0.25),
+        (open_fraction, "0.5", 0.5),
+        (open_fraction, "1e-9", 1e-9),
+        (open_fraction, "0.999", 0.999),
+    ],
+)
+def test_types_accept_values_in_range(func, text, expected):
+    value = func(text)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("func", "text"),
+    [
+        (positive_int, "0"),
+        (positive_int, "-3"),
+        (non_negative_int, "-1"),
+        (positive_float, "0"),
+        (positive_float, "-0.5"),
+        (positive_float, "nan"),
+        (non_negative_float, "-1e-9"),
+        (non_negative_float, "nan"),
+        (fraction, "0"),
+        (fraction, "-0.1"),
+        (fraction, "1.0000001"),
+        (fraction, "nan"),
+        (open_fraction, "0"),
+        (open_fraction, "1"),
+        (open_fraction, "1.5"),
+        (open_fraction, "nan"),
+    ],
+)
+def test_types_refuse_values_out_of_range(func, text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        func(text)
+
+
+def test_type_errors_make_argparse_exit_2(capsys):
+    parser = argparse.ArgumentParser(prog="prog")
+    parser.add_argument("--epochs", type=positive_int)
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--epochs", "0"])
+    assert info.value.code == 2
+    assert "--epochs" in capsys.readouterr().err
+
+
+def test_run_main_usage_error_is_one_line_and_exit_2(capsys):
+    def main():
+        raise UsageError("--lr -1: expected a number > 0")
+
+    with pytest.raises(SystemExit) as info:
+        run_main(main)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: --lr -1: expected a number > 0\n"
+    assert captured.out == ""
+
+
+def test_run_main_lets_other_exceptions_propagate():
+    def main():
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        run_main(main)
+
+
+def test_run_main_keyboard_interrupt_exits_130():
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as info:
+        run_main(main)
+    assert info.value.code == 130
+
+
+def test_run_main_returns_normally_when_main_succeeds():
+    calls = []
+    run_main(lambda: calls.append("ran"))
+    assert calls == ["ran"]

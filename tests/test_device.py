@@ -1,0 +1,99 @@
+"""Tests for utils.device: --gpu_devices parsing, device choice and moving batches."""
+
+from collections import namedtuple
+
+import pytest
+import torch
+
+from utils.device import move_to, parse_gpu_devices, pick_most_free, select_device
+from utils.errors import UsageError
+
+HAS_GPU = torch.cuda.device_count() > 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("auto", "auto"),
+        ("AUTO", "auto"),
+        ("cpu", "cpu"),
+        (" cpu ", "cpu"),
+        ("0", [0]),
+        ("0,1", [0, 1]),
+        ("3, 1", [3, 1]),
+    ],
+)
+def test_parse_gpu_devices(spec, expected):
+    assert parse_gpu_devices(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["x", "-1", "0,0", "", "0,", "1.5", "gpu", "0,-2"])
+def test_parse_gpu_devices_refuses_bad_specs(spec):
+    with pytest.raises(UsageError, match="--gpu_devices"):
+        parse_gpu_devices(spec)
+
+
+@pytest.mark.parametrize("free", [[5], [1, 9, 3], [9, 1, 3], [1, 3, 9], [100, 200, 150, 199]])
+def test_pick_most_free_is_argmax(free):
+    assert free[pick_most_free(free)] == max(free)
+    assert pick_most_free(free) == free.index(max(free))
+
+
+@pytest.mark.parametrize("free", [[7, 7], [1, 8, 8, 8], [3, 2, 3]])
+def test_pick_most_free_tie_goes_to_lowest_index(free):
+    assert pick_most_free(free) == free.index(max(free))
+
+
+def test_select_cpu():
+    assert select_device("cpu") == (torch.device("cpu"), [])
+
+
+@pytest.mark.skipif(HAS_GPU, reason="needs a machine without CUDA GPUs")
+def test_select_auto_without_gpu_is_cpu():
+    assert select_device("auto") == (torch.device("cpu"), [])
+
+
+@pytest.mark.skipif(HAS_GPU, reason="needs a machine without CUDA GPUs")
+@pytest.mark.parametrize("spec", ["0", "0,1", "1"])
+def test_select_gpu_without_gpu_is_usage_error(spec):
+    with pytest.raises(UsageError, match=r"GPU \d does not exist") as info:
+        select_device(spec)
+    assert "no CUDA GPU" in str(info.value)
+
+
+def test_select_bad_spec_is_usage_error():
+    with pytest.raises(UsageError):
+        select_device("0,0")
+
+
+def test_move_to_keeps_structure_types_and_non_tensors():
+    device = torch.device("meta")  # a real move that needs no GPU
+    batch = {
+        "x": torch.ones(2, 3),
+        "pair": (torch.zeros(1), [torch.arange(3), "label", 7]),
+        "meta": None,
+        "name": "b0",
+    }
+    moved = move_to(batch, device)
+    assert type(moved) is dict and set(moved) == set(batch)
+    assert moved["x"].device == device and moved["x"].shape == (2, 3)
+    assert type(moved["pair"]) is tuple and type(moved["pair"][1]) is list
+    assert moved["pair"][0].device == device
+    assert moved["pair"][1][0].device == device
+    assert moved["pair"][1][0].dtype == torch.int64
+    assert moved["pair"][1][1:] == ["label", 7]
+    assert moved["meta"] is None and moved["name"] == "b0"
+    assert batch["x"].device.type == "cpu"  # the input is not modified
+
+
+def test_move_to_plain_tensor_and_scalar():
+    assert move_to(torch.ones(1), torch.device("meta")).device.type == "meta"
+    assert move_to(3.5, torch.device("meta")) == 3.5
+
+
+def test_move_to_namedtuple_batch():
+    """default_collate keeps namedtuples, so a batch can be one; it must stay that type."""
+    Batch = namedtuple("Batch", ["image", "label"])
+    moved = move_to(Batch(torch.ones(2), torch.zeros(2)), torch.device("meta"))
+    assert type(moved) is Batch
+    assert moved.image.device.type == "meta" and moved.label.device.type == "meta"

@@ -1,0 +1,92 @@
+"""Tests for utils.meter: sample-weighted running averages."""
+
+import math
+import random
+
+import pytest
+
+from utils.meter import AvgMeter, MeterGroup
+
+
+def _batches(seed=0, n=20):
+    rng = random.Random(seed)
+    return [(rng.uniform(-5, 5), rng.randint(1, 64)) for _ in range(n)]
+
+
+def test_nan_before_first_update():
+    assert math.isnan(AvgMeter().avg)
+    assert MeterGroup().averages() == {}
+
+
+def test_weighted_average_matches_independent_sum():
+    meter = AvgMeter()
+    batches = _batches()
+    for value, n in batches:
+        meter.update(value, n)
+    expected = sum(v * n for v, n in batches) / sum(n for _, n in batches)
+    assert meter.avg == pytest.approx(expected, rel=1e-12)
+    assert meter.count == sum(n for _, n in batches)
+
+
+def test_default_weight_is_one():
+    meter = AvgMeter()
+    for value in (1.0, 2.0, 6.0):
+        meter.update(value)
+    assert meter.avg == pytest.approx(3.0)
+
+
+def test_short_last_batch_counts_for_its_size():
+    meter = AvgMeter()
+    meter.update(1.0, 64)
+    meter.update(0.0, 1)
+    assert meter.avg == pytest.approx(64 / 65)
+
+
+def test_accepts_zero_dim_tensor_and_stores_floats():
+    torch = pytest.importorskip("torch")
+    meter = AvgMeter()
+    meter.update(torch.tensor(2.5), 4)
+    assert type(meter.sum) is float
+    assert meter.avg == pytest.approx(2.5)
+
+
+def test_state_dict_round_trip_continues_the_same_average():
+    batches = _batches(seed=1)
+    uninterrupted = AvgMeter()
+    for value, n in batches:
+        uninterrupted.update(value, n)
+
+    first = AvgMeter()
+    for value, n in batches[:7]:
+        first.update(value, n)
+    resumed = AvgMeter()
+    resumed.load_state_dict(first.state_dict())
+    for value, n in batches[7:]:
+        resumed.update(value, n)
+    assert resumed.avg == pytest.approx(uninterrupted.avg, rel=1e-12)
+    assert resumed.state_dict()["count"] == uninterrupted.state_dict()["count"]
+
+
+def test_meter_group_averages_per_key():
+    group = MeterGroup()
+    loss, acc = _batches(seed=2, n=5), _batches(seed=3, n=5)
+    sizes = [n for _, n in loss]
+    for (lv, n), (av, _) in zip(loss, acc, strict=True):
+        group.update({"loss": lv, "acc": av}, n)
+    averages = group.averages()
+    assert set(averages) == {"loss", "acc"}
+    assert averages["loss"] == pytest.approx(
+        sum(v * n for (v, _), n in zip(loss, sizes, strict=True)) / sum(sizes)
+    )
+    assert averages["acc"] == pytest.approx(
+        sum(v * n for (v, _), n in zip(acc, sizes, strict=True)) / sum(sizes)
+    )
+
+
+def test_meter_group_key_added_later_averages_only_its_batches():
+    group = MeterGroup()
+    group.update({"loss": 1.0}, 10)
+    group.update({"loss": 3.0, "extra": 5.0}, 30)
+    averages = group.averages()
+    assert averages["loss"] == pytest.approx((1.0 * 10 + 3.0 * 30) / 40)
+    assert averages["extra"] == pytest.approx(5.0)

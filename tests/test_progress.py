@@ -1,0 +1,96 @@
+"""Tests for utils.progress.Progress."""
+
+import io
+import logging
+import sys
+import time
+
+import pytest
+
+from utils.progress import Progress
+
+LOGGER = "utils.progress"
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def no_tty(monkeypatch):
+    """stderr is a pipe/file, as when output is redirected."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    return stream
+
+
+def _consume(progress, samples=4):
+    seen = []
+    for step, item in enumerate(progress, start=1):
+        seen.append(item)
+        progress.update(step, samples, loss=0.5, lr=1e-3)
+    return seen
+
+
+def _progress_records(caplog):
+    return [r for r in caplog.records if r.name == LOGGER]
+
+
+def test_yields_all_items(no_tty):
+    items = list(range(23))
+    assert _consume(Progress(items, total=len(items), desc="train")) == items
+
+
+@pytest.mark.parametrize(("total", "lines"), [(100, 10), (1000, 10), (50, 5), (37, 5)])
+def test_plain_lines_when_not_a_tty(no_tty, caplog, total, lines):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    _consume(Progress(range(total), total=total, desc="train", lines=lines))
+    records = _progress_records(caplog)
+    assert lines <= len(records) <= lines + 1
+    last = records[-1].getMessage()
+    assert last.startswith(f"train {total}/{total} ")  # the final step is always reported
+    assert "loss 0.5000" in last and "lr 0.001" in last and "samples/s" in last
+    assert no_tty.getvalue() == ""  # no bar drawn
+
+
+def test_fewer_steps_than_lines_logs_each_step(no_tty, caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    _consume(Progress(range(3), total=3, desc="val", lines=10))
+    assert [r.getMessage().split()[1] for r in _progress_records(caplog)] == ["1/3", "2/3", "3/3"]
+
+
+def test_lines_zero_logs_nothing(no_tty, caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    _consume(Progress(range(50), total=50, desc="train", lines=0))
+    assert _progress_records(caplog) == []
+
+
+def test_disabled_logs_and_draws_nothing(monkeypatch, caplog):
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    progress = Progress(range(30), total=30, desc="train", enabled=False)
+    assert _consume(progress) == list(range(30))
+    assert _progress_records(caplog) == []
+    assert tty.getvalue() == ""
+    assert progress.samples == 30 * 4  # still counted
+
+
+def test_tty_draws_a_bar_instead_of_log_lines(monkeypatch, caplog):
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    _consume(Progress(range(20), total=20, desc="trainbar"))
+    assert _progress_records(caplog) == []
+    assert "trainbar" in tty.getvalue()
+
+
+def test_throughput_positive_after_updates(no_tty):
+    progress = Progress(range(5), total=5, desc="train")
+    time.sleep(0.01)
+    _consume(progress, samples=8)
+    assert progress.samples == 40
+    assert progress.throughput > 0
+    # samples / elapsed: cannot exceed samples over the time we slept
+    assert progress.throughput <= 40 / 0.01
