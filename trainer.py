@@ -105,7 +105,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
 
     stop = parser.add_argument_group("monitoring and early stopping")
     stop.add_argument("--monitor", default="val_loss", help="metric that picks the best epoch")
-    stop.add_argument("--monitor_mode", default="min", choices=["min", "max"], help="better is")
+    stop.add_argument(
+        "--monitor_mode", default="min", choices=["min", "max"], help="min: lower is better"
+    )
     stop.add_argument(
         "--patience", type=non_negative_int, default=5, help="epochs without gain; 0 = never stop"
     )
