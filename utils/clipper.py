@@ -24,6 +24,8 @@ class GradClipper:
 
     def __call__(self, parameters: Iterable[nn.Parameter]) -> torch.Tensor | None:
         """Clip and return the global gradient norm before norm clipping (None if not measured)."""
+        if not self.enabled:  # called every step: do nothing at all when switched off
+            return None
         params = [p for p in parameters if p.grad is not None]
         if self.max_value is not None:
             nn.utils.clip_grad_value_(params, self.max_value)
