@@ -1,0 +1,49 @@
+"""U-Net (Ronneberger et al. 2015) for per-pixel prediction."""
+
+from torch import Tensor, nn
+
+from model.blocks import DoubleConv, Down, Up
+
+
+class UNet(nn.Module):
+    """Encoder-decoder with skip connections, returning logits ``(N, out_channels, H, W)``.
+
+    The encoder has widths ``base_width * 2**i`` for ``i = 0..depth`` with ``depth`` poolings;
+    any ``H, W >= 2**depth`` works, odd sizes included. With ``bilinear`` the upsampling has no
+    weights, so the bottleneck and each decoder step emit half their level's width: the
+    upsampled map is then as wide as the skip it joins, which keeps the net lighter.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        base_width: int = 64,
+        depth: int = 4,
+        bilinear: bool = True,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        widths = [base_width * 2**i for i in range(depth + 1)]
+        factor = 2 if bilinear else 1
+        self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0])])
+        self.encoder.extend(Down(widths[i - 1], widths[i]) for i in range(1, depth))
+        self.encoder.append(Down(widths[depth - 1], widths[depth] // factor))
+        self.decoder = nn.ModuleList()
+        in_ch = widths[depth] // factor
+        for i in reversed(range(depth)):
+            out_ch = widths[i] // factor if i > 0 else widths[0]
+            self.decoder.append(Up(in_ch, widths[i], out_ch, bilinear))
+            in_ch = out_ch
+        self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        x = skips.pop()
+        for up in self.decoder:
+            x = up(x, skips.pop())
+        return self.head(x)
