@@ -2,10 +2,17 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from utils.metrics import accuracy, confusion_matrix, per_class_accuracy
+from utils.metrics import (
+    accuracy,
+    confusion_matrix,
+    dice_per_image,
+    iou_per_image,
+    per_class_accuracy,
+)
 
 
 def _argmax(row):
@@ -65,3 +72,73 @@ def test_per_class_accuracy_empty_class_is_nan():
     assert math.isnan(float(result[1]))
     assert float(result[0]) == pytest.approx(3 / 4)
     assert float(result[2]) == pytest.approx(4 / 5)
+
+
+def _segmentation_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Random logits and masks, plus an image where both are empty and one with an empty guess."""
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 1, 12, 12, generator=gen)
+    masks = (torch.rand(6, 1, 12, 12, generator=gen) > 0.5).float()
+    logits[4] = -5.0
+    masks[4] = 0.0
+    logits[5] = -5.0
+    masks[5, :, 3:7, 3:7] = 1.0
+    return logits, masks
+
+
+def _numpy_scores(
+    logits: torch.Tensor, masks: torch.Tensor, threshold: float
+) -> tuple[list[float], list[float]]:
+    preds = (1 / (1 + np.exp(-logits.numpy().astype(np.float64)))) > threshold
+    truth = masks.numpy() != 0
+    dice, iou = [], []
+    for pred, true in zip(preds, truth, strict=True):
+        both = np.logical_and(pred, true).sum()
+        either = np.logical_or(pred, true).sum()
+        sizes = pred.sum() + true.sum()
+        dice.append(2 * both / sizes if sizes else 1.0)
+        iou.append(both / either if either else 1.0)
+    return dice, iou
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.8])
+def test_dice_and_iou_match_numpy_sets(threshold):
+    logits, masks = _segmentation_batch()
+    expected_dice, expected_iou = _numpy_scores(logits, masks, threshold)
+    dice = dice_per_image(logits, masks, threshold)
+    iou = iou_per_image(logits, masks, threshold)
+    assert dice.shape == iou.shape == (6,)
+    assert dice.dtype.is_floating_point and iou.dtype.is_floating_point
+    assert dice.tolist() == pytest.approx(expected_dice)
+    assert iou.tolist() == pytest.approx(expected_iou)
+
+
+def test_empty_cases():
+    logits, masks = _segmentation_batch()
+    dice = dice_per_image(logits, masks)
+    iou = iou_per_image(logits, masks)
+    assert dice[4].item() == iou[4].item() == 1.0
+    assert dice[5].item() == iou[5].item() == 0.0
+
+
+def test_threshold_is_strict():
+    masks = torch.ones(1, 1, 2, 2)
+    at_boundary = torch.zeros(1, 1, 2, 2)
+    assert dice_per_image(at_boundary, masks).item() == 0.0
+    assert iou_per_image(at_boundary, masks).item() == 0.0
+    just_above = torch.full((1, 1, 2, 2), 1e-3)
+    assert dice_per_image(just_above, masks).item() == 1.0
+    assert iou_per_image(just_above, masks).item() == 1.0
+
+
+def test_dice_equals_two_iou_over_one_plus_iou():
+    logits, masks = _segmentation_batch()
+    dice = dice_per_image(logits, masks)
+    iou = iou_per_image(logits, masks)
+    assert torch.allclose(dice, 2 * iou / (1 + iou))
+
+
+def test_segmentation_metrics_reject_mismatched_shapes():
+    logits, masks = _segmentation_batch()
+    with pytest.raises(ValueError, match="differ"):
+        dice_per_image(logits, masks[:, 0])

@@ -1,4 +1,4 @@
-"""Classification metrics computed from logits and integer labels."""
+"""Metrics: classification (accuracy, confusion matrix) and binary segmentation (Dice, IoU)."""
 
 import torch
 
@@ -19,3 +19,40 @@ def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
     """Recall of each class (diagonal over row sums); NaN for a class with no samples."""
     totals = confusion.sum(dim=1).double()
     return confusion.diagonal().double() / totals
+
+
+def _binary_counts(
+    logits: torch.Tensor, masks: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image ``(|P & T|, |P|, |T|)`` as floats, P = ``sigmoid(logits) > threshold``."""
+    if logits.shape != masks.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and masks {tuple(masks.shape)} differ")
+    preds = (torch.sigmoid(logits) > threshold).flatten(1)
+    truth = masks.bool().flatten(1)
+    intersection = (preds & truth).sum(dim=1).float()
+    return intersection, preds.sum(dim=1).float(), truth.sum(dim=1).float()
+
+
+def dice_per_image(
+    logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
+    """``(N,)`` Dice ``2|P & T| / (|P| + |T|)`` of each image; 1.0 when both are empty.
+
+    Nonzero mask pixels are foreground. An empty image predicted empty is a perfect answer, so
+    it scores 1 instead of the undefined 0/0.
+    """
+    intersection, pred_count, true_count = _binary_counts(logits, masks, threshold)
+    total = pred_count + true_count
+    return torch.where(total > 0, 2 * intersection / total.clamp(min=1), torch.ones_like(total))
+
+
+def iou_per_image(
+    logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
+    """``(N,)`` IoU ``|P & T| / |P | T|`` of each image; 1.0 when both are empty.
+
+    Nonzero mask pixels are foreground; the empty case scores 1 as in :func:`dice_per_image`.
+    """
+    intersection, pred_count, true_count = _binary_counts(logits, masks, threshold)
+    union = pred_count + true_count - intersection
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
