@@ -103,6 +103,20 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "--clip_grad_value", type=positive_float, default=None, help="max absolute gradient"
     )
 
+    model = parser.add_argument_group("conv models (UNet, UNetpp)")
+    model.add_argument(
+        "--base_width", type=positive_int, default=32, help="channels of the first conv block"
+    )
+    model.add_argument(
+        "--bilinear", type=str2bool, default=True, help="UNet: bilinear upsampling, else ConvT"
+    )
+    model.add_argument(
+        "--deep_supervision",
+        type=str2bool,
+        default=False,
+        help="UNetpp: train every nested decoder output, predict with their mean",
+    )
+
     stop = parser.add_argument_group("monitoring and early stopping")
     stop.add_argument("--monitor", default="val_loss", help="metric that picks the best epoch")
     stop.add_argument(
@@ -113,6 +127,12 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
     stop.add_argument(
         "--min_delta", type=non_negative_float, default=0.0, help="smallest change that counts"
+    )
+    stop.add_argument(
+        "--log_images_every",
+        type=non_negative_int,
+        default=0,
+        help="epochs between example images in TensorBoard; 0 = never",
     )
 
     data = parser.add_argument_group("data")
@@ -126,6 +146,24 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     data.add_argument(
         "--test_sample_rate", type=fraction, default=1.0, help="use this share of the test set"
     )
+    data.add_argument(
+        "--test_ratio",
+        type=open_fraction,
+        default=0.2,
+        help="share held for test where the data has no official test split (Carvana: of cars)",
+    )
+    data.add_argument(
+        "--img_scale", type=fraction, default=1.0, help="resize images by this factor (Carvana)"
+    )
+    data.add_argument(
+        "--cache", type=str2bool, default=True, help="decode images once and reuse the arrays"
+    )
+    data.add_argument(
+        "--cache_dir", default=None, help="where decoded arrays go; default <data_dir>/.cache"
+    )
+    data.add_argument(
+        "--flip", type=str2bool, default=False, help="random horizontal flips of training images"
+    )
     return parser
 
 
@@ -133,7 +171,7 @@ class TrainerBase:
     """Owns one training run: its devices, run dir, data, model, optimisation and checkpoints.
 
     Hooks a task may override: ``build_data``, ``build_model``, ``build_loss``,
-    ``compute_loss``, ``compute_metrics``, ``train_step``.
+    ``compute_loss``, ``compute_metrics``, ``log_images``, ``train_step``.
     """
 
     def __init__(self, opt: Namespace) -> None:
@@ -192,6 +230,9 @@ class TrainerBase:
         """Per-sample means over one batch (e.g. ``{"acc": 0.91}``); the loss is added for you."""
         return {}
 
+    def log_images(self) -> None:
+        """Write example images to TensorBoard; called every ``--log_images_every`` epochs."""
+
     def train_step(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """One optimisation step; returns the detached loss and the outputs."""
         outputs = self.model(inputs)
@@ -248,6 +289,9 @@ class TrainerBase:
         }
         improved = self.stopper.step(self.metrics[self.opt.monitor])
         self.log_epoch(improved)
+        every = self.opt.log_images_every
+        if every and self.epoch % every == 0:
+            self.log_images()
         self.save("last")
         if improved:
             self.save("best")
@@ -268,7 +312,7 @@ class TrainerBase:
             loss, outputs = self.train_step(inputs, targets)
             self.batch_in_epoch += 1
             self.global_step += 1
-            meters.update(self.batch_stats(loss, outputs.detach(), targets), len(targets))
+            meters.update(self.batch_stats(loss, outputs, targets), len(targets))
             progress.update(step, len(targets), loss=meters.meters["loss"].avg, lr=self.lr)
         return meters.averages()
 
@@ -290,7 +334,9 @@ class TrainerBase:
         return meters.averages()
 
     def batch_stats(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, float]:
-        return {"loss": loss.item(), **self.compute_metrics(outputs, targets)}
+        """The loss and the task's metrics of one batch, computed without autograd."""
+        with torch.no_grad():
+            return {"loss": loss.item(), **self.compute_metrics(outputs, targets)}
 
     # ----- helpers ---------------------------------------------------------------------------
 

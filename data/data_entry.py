@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from data.carvana import build_carvana
 from data.fashion_mnist import build_fashion_mnist
 from data.sampler import ResumableSampler
 from data.splits import DataSplits
@@ -18,6 +19,7 @@ from utils.seed import seed_worker
 
 DATASETS: dict[str, Callable[[Namespace], DataSplits]] = {
     "FashionMNIST": build_fashion_mnist,
+    "Carvana": build_carvana,
 }
 
 

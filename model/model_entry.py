@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from model.unet import UNet
+from model.unetpp import UNetPP
 from model.vanilla import Vanilla
 from utils.registry import lookup
 
@@ -17,6 +19,12 @@ ModelFactory = Callable[[Namespace, tuple[int, ...], int], nn.Module]
 
 MODELS: dict[str, ModelFactory] = {
     "Vanilla": lambda opt, shape, classes: Vanilla(math.prod(shape), classes),
+    "UNet": lambda opt, shape, classes: UNet(
+        shape[0], classes, base_width=opt.base_width, bilinear=opt.bilinear
+    ),
+    "UNetpp": lambda opt, shape, classes: UNetPP(
+        shape[0], classes, base_width=opt.base_width, deep_supervision=opt.deep_supervision
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Figures saved as PNG through matplotlib's object API: no pyplot state, no display needed."""
+"""Pictures of results: confusion matrices (matplotlib's object API, no pyplot state or
+display) and image/mask/prediction panels for segmentation."""
 
 from pathlib import Path
 
@@ -28,3 +29,11 @@ def save_confusion_matrix(
         ax.text(col, row, str(value), ha="center", va="center", color=color, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def seg_panel(image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """``[3, H, 3W]``: the image, the true mask and the predicted mask side by side.
+
+    ``image`` is ``[3, H, W]`` in [0, 1]; ``mask`` and ``pred`` are ``[1, H, W]`` in {0, 1}.
+    """
+    return torch.cat([image, mask.expand_as(image), pred.expand_as(image)], dim=2)

@@ -1,0 +1,191 @@
+"""Carvana data: pairing, every bad-input case, car-level splits, scaling, the decode cache."""
+
+import os
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import real_data_dir
+from PIL import Image
+
+from data.carvana import CarvanaDataset, build_carvana, decode_pair, find_pairs, split_by_car
+from data.synthetic_carvana import VIEWS, write_synthetic_carvana
+from utils.errors import UsageError
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    """Three synthetic cars of 32x24 pixels in the Kaggle layout."""
+    write_synthetic_carvana(tmp_path / "carvana", cars=3, size=(32, 24), seed=1)
+    return tmp_path / "carvana"
+
+
+def carvana_opt(root: Path, **overrides) -> Namespace:
+    base = dict(
+        data_dir=str(root),
+        seed=0,
+        val_ratio=0.2,
+        test_ratio=0.2,
+        train_val_sample_rate=1.0,
+        test_sample_rate=1.0,
+        img_scale=1.0,
+        cache=True,
+        cache_dir=None,
+        flip=False,
+    )
+    return Namespace(**{**base, **overrides})
+
+
+def test_pairs_match_images_with_masks_by_id(small):
+    pairs = find_pairs(small)
+    assert len(pairs) == 3 * VIEWS
+    for pair in pairs:
+        assert pair.mask.name == f"{pair.image.stem}_mask.gif"
+        assert pair.id == f"{pair.car}_{pair.id[-2:]}"
+    assert len({p.car for p in pairs}) == 3
+
+
+def test_missing_and_extra_masks_name_the_file(small):
+    pairs = find_pairs(small)
+    pairs[5].mask.unlink()
+    with pytest.raises(UsageError, match=f"{pairs[5].image}.*no mask.*{pairs[5].mask.name}"):
+        find_pairs(small)
+    pairs[5].image.rename(small / "elsewhere.jpg")
+    assert len(find_pairs(small)) == 3 * VIEWS - 1
+    (small / "train_masks" / "stray_01_mask.gif").write_bytes(pairs[0].mask.read_bytes())
+    with pytest.raises(UsageError, match=r"stray_01_mask\.gif has no image"):
+        find_pairs(small)
+
+
+def test_missing_layout_and_empty_folders(tmp_path):
+    with pytest.raises(UsageError, match="no train/ folder"):
+        find_pairs(tmp_path)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train_masks").mkdir()
+    with pytest.raises(UsageError, match=r"no \.jpg images"):
+        find_pairs(tmp_path)
+
+
+def test_unreadable_image_is_named(small):
+    pair = find_pairs(small)[0]
+    pair.image.write_bytes(b"not a jpeg")
+    with pytest.raises(UsageError, match=f"cannot read {pair.image}"):
+        decode_pair(pair, 1.0)
+
+
+def test_mask_of_another_size_is_named(small):
+    pair = find_pairs(small)[0]
+    Image.new("P", (31, 24)).save(pair.mask)
+    with pytest.raises(UsageError, match=f"mask {pair.mask} is 31x24 but its image is 32x24"):
+        decode_pair(pair, 1.0)
+
+
+def test_mask_values_must_be_binary(small):
+    pair = find_pairs(small)[0]
+    # PNG content under the .gif name: PIL reads by content and PNG keeps the exact values.
+    Image.new("L", (32, 24), 2).save(pair.mask, format="PNG")
+    with pytest.raises(UsageError, match=rf"mask {pair.mask} has values \[2\]"):
+        decode_pair(pair, 1.0)
+    stripes = np.tile(np.array([0, 255], dtype=np.uint8), (24, 16))
+    Image.fromarray(stripes, mode="L").save(pair.mask, format="PNG")
+    _, mask = decode_pair(pair, 1.0)
+    assert set(np.unique(mask).tolist()) == {0, 1}
+    assert mask.sum() == 24 * 16
+
+
+def test_split_keeps_each_car_in_one_split():
+    pairs = find_pairs_of(cars=10)
+    train, val, test = split_by_car(pairs, val_ratio=0.2, test_ratio=0.3, seed=4)
+    cars = [{p.car for p in split} for split in (train, val, test)]
+    assert [len(c) for c in cars] == [5, 2, 3]
+    assert not (cars[0] & cars[1] or cars[0] & cars[2] or cars[1] & cars[2])
+    assert sorted(p.id for p in train + val + test) == sorted(p.id for p in pairs)
+    assert split_by_car(pairs, 0.2, 0.3, seed=4) == (train, val, test)
+    assert split_by_car(pairs, 0.2, 0.3, seed=5) != (train, val, test)
+    with pytest.raises(UsageError, match="at least 3 cars"):
+        split_by_car([p for p in pairs if p.car in cars[1]], 0.2, 0.3, seed=0)
+
+
+def find_pairs_of(cars: int) -> list:
+    from data.carvana import Pair
+
+    return [
+        Pair(f"car{c:02d}_{v:02d}", Path(f"car{c:02d}_{v:02d}.jpg"), Path("m.gif"))
+        for c in range(cars)
+        for v in range(1, VIEWS + 1)
+    ]
+
+
+def test_scale_resizes_image_bilinear_and_mask_nearest(small):
+    pair = find_pairs(small)[0]
+    image, mask = decode_pair(pair, 0.5)
+    assert image.shape == (12, 16, 3) and mask.shape == (12, 16)
+    expected = Image.open(pair.image).convert("RGB").resize((16, 12), Image.Resampling.BILINEAR)
+    assert np.array_equal(image, np.asarray(expected))
+    full = (np.asarray(Image.open(pair.mask)) > 0).astype(np.uint8)
+    nearest = Image.fromarray(full).resize((16, 12), Image.Resampling.NEAREST)
+    assert np.array_equal(mask, np.asarray(nearest))
+
+
+def test_cache_is_written_once_reused_and_redone_when_the_source_changes(small, tmp_path):
+    pairs = find_pairs(small)[:4]
+    cache = tmp_path / "cache"
+    first = CarvanaDataset(pairs, 0.5, cache)
+    files = sorted(cache.iterdir())
+    assert [f.name for f in files] == sorted(f"{p.id}.npz" for p in pairs)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    uncached = CarvanaDataset(pairs, 0.5, cache_dir=None)
+    for i in range(len(pairs)):
+        assert torch.equal(first[i][0], uncached[i][0])
+        assert torch.equal(first[i][1], uncached[i][1])
+
+    CarvanaDataset(pairs, 0.5, cache)
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+    flipped = Image.open(pairs[0].image).transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    flipped.save(pairs[0].image, quality=95)
+    os.utime(pairs[0].image, ns=(1, 1))
+    redone = CarvanaDataset(pairs, 0.5, cache)
+    assert torch.equal(redone[0][0], CarvanaDataset(pairs[:1], 0.5, None)[0][0])
+    assert [f.stat().st_mtime_ns for f in files][1:] == stamps[1:]
+
+
+def test_flip_moves_image_and_mask_together(small):
+    pairs = find_pairs(small)[:1]
+    plain = CarvanaDataset(pairs, 1.0, None)[0]
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        image, mask = CarvanaDataset(pairs, 1.0, None, flip=True)[0]
+        flipped = torch.equal(image, plain[0].flip(-1))
+        assert flipped or torch.equal(image, plain[0])
+        assert torch.equal(mask, plain[1].flip(-1) if flipped else plain[1])
+        seen.add(flipped)
+    assert seen == {True, False}
+
+
+def test_build_carvana_splits_by_car(small, tmp_path):
+    data = build_carvana(carvana_opt(small, cache_dir=str(tmp_path / "c"), img_scale=0.5))
+    cars = [{p.car for p in split.pairs} for split in (data.train, data.val, data.test)]
+    assert [len(c) for c in cars] == [1, 1, 1]
+    assert len(set.union(*cars)) == 3
+    assert data.input_shape == (3, 12, 16) and data.num_classes == 1
+    image, mask = data.train[0]
+    assert image.shape == (3, 12, 16) and image.dtype == torch.float32
+    assert image.min() >= 0 and image.max() <= 1
+    assert mask.shape == (1, 12, 16) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert (tmp_path / "c" / "scale_0.5").is_dir()
+
+
+def test_real_samples():
+    root = real_data_dir() / "carvana"
+    if not (root / "train").is_dir():
+        pytest.skip(f"real Carvana samples not in {root}; set TEMPLATE_DATA_DIR")
+    pairs = find_pairs(root)
+    assert len(pairs) == 48 and len({p.car for p in pairs}) == 3
+    image, mask = decode_pair(pairs[0], 0.1)
+    assert image.shape == (128, 192, 3) and mask.shape == (128, 192)
+    assert set(np.unique(mask).tolist()) == {0, 1}
+    assert 0.05 < mask.mean() < 0.4  # the car covers 12-27% of each mask

@@ -1,0 +1,149 @@
+"""The Carvana scripts run as a user would, on synthetic cars and on the real samples."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import real_data_dir, run_script
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from data.synthetic_carvana import VIEWS, write_synthetic_carvana
+
+CPU = ("--gpu_devices", "cpu", "--num_workers", "0")
+
+
+def train(data_dir: Path, out: Path, *extra: str) -> Path:
+    result = run_script(
+        "trainer_seg_on_carvana.py",
+        "--data_dir",
+        data_dir,
+        "--output_dir",
+        out,
+        "--base_width",
+        "8",
+        "--patience",
+        "0",
+        *CPU,
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def evaluate_with_pictures(checkpoint: Path, save_path: Path, *extra: str) -> dict:
+    result = run_script(
+        "eval_seg_on_carvana.py",
+        "--model_path",
+        checkpoint,
+        "--save_path",
+        save_path,
+        "--viz",
+        "True",
+        "--gpu_devices",
+        "cpu",
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test dice" in result.stdout
+    return json.loads((save_path / f"{checkpoint.stem}_test_metrics.json").read_text())["metrics"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_carvana(root, cars=6, size=(96, 64), seed=3)
+    return root
+
+
+def test_unet_trains_and_evaluates_on_synthetic_cars(synthetic, tmp_path):
+    run = train(
+        synthetic,
+        tmp_path / "Results",
+        "--epochs",
+        "6",
+        "--img_scale",
+        "1.0",
+        "--batch_size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--cache_dir",
+        tmp_path / "cache",
+    )
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"val/dice", "val/iou", "train/dice"} <= set(events.Tags()["scalars"])
+    assert "val/panels" in events.Tags()["images"]
+    assert len(events.Scalars("val/dice")) == 6
+
+    viz = tmp_path / "viz"
+    metrics = evaluate_with_pictures(run / "UNet_best_ckpt.pth", viz, "--viz_freq", "2")
+    assert metrics["images"] == VIEWS  # one of six cars is the test split
+    assert metrics["dice"] > 0.6 and 0 < metrics["iou"] <= metrics["dice"]
+    pictured = sorted(metrics["per_image_dice"])[::2]
+    for name in pictured:
+        for kind in ("image", "mask", "pred", "panel"):
+            assert (viz / f"{name}_{kind}.png").is_file()
+    assert len(list(viz.glob("*.png"))) == 4 * len(pictured)
+
+
+def test_unetpp_with_deep_supervision_trains(synthetic, tmp_path):
+    run = train(
+        synthetic,
+        tmp_path / "Results",
+        "--model_type",
+        "UNetpp",
+        "--deep_supervision",
+        "True",
+        "--epochs",
+        "1",
+        "--img_scale",
+        "0.5",
+        "--cache_dir",
+        tmp_path / "cache",
+    )
+    config = json.loads((run / "config.json").read_text())["options"]
+    assert config["model_type"] == "UNetpp" and config["deep_supervision"] is True
+    metrics = evaluate_with_pictures(run / "UNetpp_last_ckpt.pth", tmp_path / "viz")
+    assert 0 <= metrics["dice"] <= 1
+
+
+def test_real_samples_train_and_evaluate(tmp_path):
+    root = real_data_dir() / "carvana"
+    if not (root / "train").is_dir():
+        pytest.skip(f"real Carvana samples not in {root}; set TEMPLATE_DATA_DIR")
+    run = train(
+        root,
+        tmp_path / "Results",
+        "--epochs",
+        "1",
+        "--img_scale",
+        "0.1",
+        "--cache_dir",
+        tmp_path / "cache",
+    )
+    assert len(list((tmp_path / "cache" / "scale_0.1").glob("*.npz"))) == 48
+    metrics = evaluate_with_pictures(
+        run / "UNet_best_ckpt.pth", tmp_path / "viz", "--viz_freq", "8"
+    )
+    assert metrics["images"] == VIEWS and 0 <= metrics["dice"] <= 1
+    assert len(list((tmp_path / "viz").glob("*_panel.png"))) == 2
+
+
+def test_bad_carvana_input_is_one_line(synthetic, tmp_path):
+    broken = tmp_path / "broken"
+    write_synthetic_carvana(broken, cars=3, size=(32, 24))
+    next((broken / "train_masks").iterdir()).unlink()
+    result = run_script(
+        "trainer_seg_on_carvana.py",
+        "--data_dir",
+        broken,
+        "--output_dir",
+        tmp_path / "Results",
+        *CPU,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "has no mask" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "Results").exists()

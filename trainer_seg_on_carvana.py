@@ -1,0 +1,80 @@
+"""Train a binary segmentation model (UNet or UNet++) on Carvana car masks.
+
+    python trainer_seg_on_carvana.py --proj_name SegOnCarvana --model_type UNet \
+        --data_type Carvana --output_dir ./Results/Carvana/ --gpu_devices 0 \
+        --data_dir ./Dataset/Carvana/
+"""
+
+import argparse
+
+import torch
+from torch import Tensor, nn
+
+from loss.dice_loss import BCEDiceLoss
+from trainer import TrainerBase, build_parser
+from utils.cli import run_main
+from utils.metrics import dice_per_image, iou_per_image
+from utils.plots import seg_panel
+
+PANELS = 4  # validation images shown in TensorBoard
+
+
+def final_logits(outputs: Tensor | list[Tensor]) -> Tensor:
+    """The prediction: UNet++ with deep supervision returns every head while training."""
+    return outputs[-1] if isinstance(outputs, list) else outputs
+
+
+class SegTrainer(TrainerBase):
+    """BCE + Dice loss (averaged over deep-supervision heads), Dice and IoU at threshold 0.5."""
+
+    def build_loss(self) -> nn.Module:
+        return BCEDiceLoss()
+
+    def compute_loss(self, outputs: Tensor | list[Tensor], targets: Tensor) -> Tensor:
+        heads = outputs if isinstance(outputs, list) else [outputs]
+        return sum(self.criterion(head, targets) for head in heads) / len(heads)
+
+    def compute_metrics(self, outputs: Tensor | list[Tensor], targets: Tensor) -> dict[str, float]:
+        logits = final_logits(outputs)
+        return {
+            "dice": dice_per_image(logits, targets).mean().item(),
+            "iou": iou_per_image(logits, targets).mean().item(),
+        }
+
+    @torch.inference_mode()
+    def log_images(self) -> None:
+        """Image | mask | prediction panels of the first validation images."""
+        samples = [self.data.val[i] for i in range(min(PANELS, len(self.data.val)))]
+        images = torch.stack([image for image, _ in samples]).to(self.device)
+        self.model.eval()
+        preds = (final_logits(self.model(images)).sigmoid() > 0.5).float().cpu()
+        panels = [
+            seg_panel(img, mask, pred) for (img, mask), pred in zip(samples, preds, strict=True)
+        ]
+        self.writer.add_images("val/panels", torch.stack(panels), self.global_step)
+
+
+def build_seg_parser() -> argparse.ArgumentParser:
+    parser = build_parser("Train UNet / UNet++ on Carvana car masks.")
+    parser.set_defaults(
+        proj_name="SegOnCarvana",
+        model_type="UNet",
+        data_type="Carvana",
+        data_dir="./Dataset/Carvana",
+        output_dir="./Results/Carvana",
+        batch_size=4,
+        epochs=10,
+        lr=1e-3,
+        scheduler="cosine",
+        img_scale=0.25,
+        base_width=16,
+        flip=True,
+        monitor="val_dice",
+        monitor_mode="max",
+        log_images_every=1,
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    run_main(lambda: SegTrainer(build_seg_parser().parse_args()).train())
