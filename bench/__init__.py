@@ -1,0 +1,1 @@
+"""Benchmark scripts: run them as modules from the project root (python -m bench.<name>)."""
