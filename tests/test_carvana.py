@@ -189,3 +189,10 @@ def test_real_samples():
     assert image.shape == (128, 192, 3) and mask.shape == (128, 192)
     assert set(np.unique(mask).tolist()) == {0, 1}
     assert 0.05 < mask.mean() < 0.4  # the car covers 12-27% of each mask
+
+
+def test_unwritable_cache_dir_is_one_line(small, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should go")
+    with pytest.raises(UsageError, match=rf"--cache_dir {blocker / 'cache'}: cannot create it"):
+        CarvanaDataset(find_pairs(small)[:1], 1.0, blocker / "cache")
