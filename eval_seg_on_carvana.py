@@ -13,7 +13,7 @@ from torchvision.utils import save_image
 
 from eval import EvaluatorBase, build_eval_parser
 from utils.cli import positive_int, run_main, str2bool
-from utils.metrics import dice_per_image, iou_per_image
+from utils.metrics import dice_and_iou_per_image
 from utils.plots import seg_panel
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,9 @@ class SegEvaluator(EvaluatorBase):
         self.seen = 0
 
     def update(self, inputs: Tensor, outputs: Tensor, targets: Tensor) -> None:
-        self.dice.append(dice_per_image(outputs, targets).cpu())
-        self.iou.append(iou_per_image(outputs, targets).cpu())
+        dice, iou = dice_and_iou_per_image(outputs, targets)
+        self.dice.append(dice.cpu())
+        self.iou.append(iou.cpu())
         if self.opt.viz:
             preds = (outputs.sigmoid() > 0.5).float()
             for k in range(len(inputs)):

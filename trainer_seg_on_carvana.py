@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from loss.dice_loss import BCEDiceLoss
 from trainer import TrainerBase, build_parser
 from utils.cli import run_main
-from utils.metrics import dice_per_image, iou_per_image
+from utils.metrics import dice_and_iou_per_image
 from utils.plots import seg_panel
 
 PANELS = 4  # validation images shown in TensorBoard
@@ -35,11 +35,8 @@ class SegTrainer(TrainerBase):
         return sum(self.criterion(head, targets) for head in heads) / len(heads)
 
     def compute_metrics(self, outputs: Tensor | list[Tensor], targets: Tensor) -> dict[str, float]:
-        logits = final_logits(outputs)
-        return {
-            "dice": dice_per_image(logits, targets).mean().item(),
-            "iou": iou_per_image(logits, targets).mean().item(),
-        }
+        dice, iou = dice_and_iou_per_image(final_logits(outputs), targets)
+        return {"dice": dice.mean().item(), "iou": iou.mean().item()}
 
     @torch.inference_mode()
     def log_images(self) -> None:

@@ -33,26 +33,32 @@ def _binary_counts(
     return intersection, preds.sum(dim=1).float(), truth.sum(dim=1).float()
 
 
-def dice_per_image(
+def dice_and_iou_per_image(
     logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
-) -> torch.Tensor:
-    """``(N,)`` Dice ``2|P & T| / (|P| + |T|)`` of each image; 1.0 when both are empty.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N,)`` Dice ``2|P & T| / (|P| + |T|)`` and IoU ``|P & T| / |P | T|`` of each image.
 
     Nonzero mask pixels are foreground. An empty image predicted empty is a perfect answer, so
-    it scores 1 instead of the undefined 0/0.
+    it scores 1 instead of the undefined 0/0. Both come from one thresholding pass.
     """
     intersection, pred_count, true_count = _binary_counts(logits, masks, threshold)
     total = pred_count + true_count
-    return torch.where(total > 0, 2 * intersection / total.clamp(min=1), torch.ones_like(total))
+    union = total - intersection
+    ones = torch.ones_like(total)
+    dice = torch.where(total > 0, 2 * intersection / total.clamp(min=1), ones)
+    iou = torch.where(union > 0, intersection / union.clamp(min=1), ones)
+    return dice, iou
+
+
+def dice_per_image(
+    logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
+    """``(N,)`` Dice of each image, as in :func:`dice_and_iou_per_image`."""
+    return dice_and_iou_per_image(logits, masks, threshold)[0]
 
 
 def iou_per_image(
     logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
 ) -> torch.Tensor:
-    """``(N,)`` IoU ``|P & T| / |P | T|`` of each image; 1.0 when both are empty.
-
-    Nonzero mask pixels are foreground; the empty case scores 1 as in :func:`dice_per_image`.
-    """
-    intersection, pred_count, true_count = _binary_counts(logits, masks, threshold)
-    union = pred_count + true_count - intersection
-    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+    """``(N,)`` IoU of each image, as in :func:`dice_and_iou_per_image`."""
+    return dice_and_iou_per_image(logits, masks, threshold)[1]
