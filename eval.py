@@ -24,7 +24,7 @@ from data.data_entry import build_datasets, build_loader
 from model.model_entry import build_model
 from utils.atomic import atomic_write
 from utils.checkpoint import load_checkpoint, load_model_state
-from utils.cli import non_negative_int, positive_int
+from utils.cli import ArgumentParser, non_negative_int, positive_int
 from utils.config import CONFIG_NAME, load_config
 from utils.device import move_to, select_device
 from utils.logger import setup_logging
@@ -35,9 +35,7 @@ log = logging.getLogger(__name__)
 
 def build_eval_parser(description: str | None = None) -> argparse.ArgumentParser:
     """Options of every evaluator; anything not given here comes from the run's config."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = ArgumentParser(description=description)
     parser.add_argument("--model_path", required=True, help="checkpoint (.pth) inside a run dir")
     parser.add_argument("--gpu_devices", default="auto", help="'auto', 'cpu' or a GPU id")
     parser.add_argument("--save_path", default=None, help="output dir; default: the run dir")

@@ -80,5 +80,9 @@ def build_seg_eval_parser():
     return parser
 
 
+def main(argv: list[str] | None = None) -> None:
+    SegEvaluator(build_seg_eval_parser().parse_args(argv)).run()
+
+
 if __name__ == "__main__":
-    run_main(lambda: SegEvaluator(build_seg_eval_parser().parse_args()).run())
+    run_main(main)

@@ -57,6 +57,10 @@ class VanillaEvaluator(EvaluatorBase):
         log.info("confusion matrix saved to %s", path)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
     parser = build_eval_parser("Evaluate a FashionMNIST classifier checkpoint.")
-    run_main(lambda: VanillaEvaluator(parser.parse_args()).run())
+    VanillaEvaluator(parser.parse_args(argv)).run()
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -30,6 +30,7 @@ from data.splits import DataSplits
 from model.model_entry import MODELS, build_model, describe_model
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
 from utils.cli import (
+    ArgumentParser,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -56,9 +57,7 @@ log = logging.getLogger(__name__)
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The options every task shares; a task script changes defaults with ``set_defaults``."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = ArgumentParser(description=description)
     run = parser.add_argument_group("run")
     run.add_argument("--proj_name", default="Project", help="project name, kept in the config")
     run.add_argument("--model_type", default="Vanilla", choices=sorted(MODELS), help="model")

@@ -73,5 +73,9 @@ def build_seg_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def main(argv: list[str] | None = None) -> None:
+    SegTrainer(build_seg_parser().parse_args(argv)).train()
+
+
 if __name__ == "__main__":
-    run_main(lambda: SegTrainer(build_seg_parser().parse_args()).train())
+    run_main(main)

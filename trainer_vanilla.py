@@ -35,5 +35,9 @@ def build_vanilla_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def main(argv: list[str] | None = None) -> None:
+    VanillaTrainer(build_vanilla_parser().parse_args(argv)).train()
+
+
 if __name__ == "__main__":
-    run_main(lambda: VanillaTrainer(build_vanilla_parser().parse_args()).train())
+    run_main(main)

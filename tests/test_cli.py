@@ -5,6 +5,7 @@ import argparse
 import pytest
 
 from utils.cli import (
+    ArgumentParser,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -84,13 +85,21 @@ def test_types_refuse_values_out_of_range(func, text):
         func(text)
 
 
-def test_type_errors_make_argparse_exit_2(capsys):
-    parser = argparse.ArgumentParser(prog="prog")
+def test_parser_errors_are_one_line_and_exit_2(capsys):
+    parser = ArgumentParser(prog="prog")
     parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--optimizer", choices=["adam", "sgd"])
     with pytest.raises(SystemExit) as info:
         parser.parse_args(["--epochs", "0"])
     assert info.value.code == 2
-    assert "--epochs" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: argument --epochs: expected an integer >= 1, got 0 (see prog --help)\n"
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--optimizer", "lamb"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "invalid choice: 'lamb'" in err and "'adam', 'sgd'" in err
 
 
 def test_run_main_usage_error_is_one_line_and_exit_2(capsys):

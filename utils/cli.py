@@ -4,10 +4,25 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any, NoReturn
 
 from utils.errors import UsageError
 
 log = logging.getLogger(__name__)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with ``--help`` showing defaults and errors as one line, not the usage block.
+
+    The usage of a trainer spans dozens of lines; the one wrong flag would be lost in it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def str2bool(text: str) -> bool:

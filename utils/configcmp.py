@@ -8,11 +8,11 @@ Usage::
 Exit status: 0 when the options are the same, 1 when they differ, 2 on bad input.
 """
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
+from utils.cli import ArgumentParser
 from utils.config import load_config, resolve_config_path
 from utils.errors import UsageError
 
@@ -65,7 +65,7 @@ def compare(path_a: str, path_b: str, include_env: bool = False) -> list[tuple[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m utils.configcmp",
         description="Print the config keys that differ between two runs (exit 1 if any differ).",
     )
