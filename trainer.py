@@ -7,15 +7,16 @@ A task subclasses TrainerBase, overrides only the hooks that differ (``build_los
     parser.set_defaults(model_type="Vanilla", data_type="FashionMNIST", monitor="val_acc")
     MyTrainer(parser.parse_args()).train()
 
-Per run: select device(s) -> seed -> data -> new timestamped run dir -> config.json +
-train.log -> model, loss, optimizer, scheduler, clipper, early stopper, TensorBoard -> epochs
-of train_one_epoch -> validate -> log -> last/best checkpoints -> early-stop check.
+Per run: select device(s) -> seed -> data -> new timestamped run dir (or, with ``--resume``,
+the checkpoint's own) -> config.json + train.log -> model, loss, optimizer, scheduler, clipper,
+early stopper, TensorBoard -> epochs of train_one_epoch -> validate -> log -> best/last
+checkpoints -> early-stop check. SIGTERM/SIGINT, exceptions and non-finite losses end the run
+with a checkpoint from which ``--resume`` continues exactly.
 """
 
 import argparse
 import logging
-import shlex
-import sys
+import math
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -28,6 +29,8 @@ from torch.utils.tensorboard import SummaryWriter
 from data.data_entry import DATASETS, build_datasets, build_loader
 from data.splits import DataSplits
 from model.model_entry import MODELS, build_model, describe_model
+from utils.atomic import remove_partial_writes
+from utils.augment import random_hflip
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
 from utils.cli import (
     ArgumentParser,
@@ -41,16 +44,19 @@ from utils.cli import (
 )
 from utils.clipper import GradClipper
 from utils.config import CONFIG_NAME, environment_info, save_config
+from utils.configcmp import format_table
 from utils.device import move_to, select_device
 from utils.earlystopper import EarlyStopper
-from utils.errors import UsageError
+from utils.errors import NonFiniteLossError, UsageError
 from utils.logger import setup_logging
 from utils.meter import MeterGroup
 from utils.optimizer import OPTIMIZERS, build_optimizer
 from utils.progress import Progress
+from utils.resume import check_resume_options, find_latest_checkpoint, resume_command
 from utils.rundir import make_run_dir
 from utils.scheduler import SCHEDULERS, build_scheduler
-from utils.seed import seed_everything
+from utils.seed import rng_state, seed_everything, set_rng_state
+from utils.signals import GracefulStop, StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +79,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=42, help="seed for python, numpy, torch, data")
     run.add_argument(
         "--deterministic", type=str2bool, default=False, help="forbid nondeterministic kernels"
-    )
-    run.add_argument(
-        "--resume", default=None, help="checkpoint to continue from, inside its own run dir"
     )
 
     optim = parser.add_argument_group("optimisation")
@@ -134,6 +137,32 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="epochs between example images in TensorBoard; 0 = never",
     )
 
+    faults = parser.add_argument_group("checkpoints, resuming and faults")
+    faults.add_argument(
+        "--resume",
+        default=None,
+        help="checkpoint to continue from, in its own run dir; 'auto': the newest checkpoint "
+        "of the newest --proj_name run in --output_dir",
+    )
+    faults.add_argument(
+        "--allow_config_change",
+        type=str2bool,
+        default=False,
+        help="resume even when options that change the results differ from the checkpoint's",
+    )
+    faults.add_argument(
+        "--save_every_n_steps",
+        type=non_negative_int,
+        default=0,
+        help="also write the last checkpoint every N steps; 0 = at epoch ends only",
+    )
+    faults.add_argument(
+        "--nonfinite",
+        default="stop",
+        choices=["stop", "skip"],
+        help="a NaN/inf training loss: stop (the weights before it are kept) or skip the batch",
+    )
+
     data = parser.add_argument_group("data")
     data.add_argument("--num_workers", type=non_negative_int, default=2, help="loader processes")
     data.add_argument(
@@ -161,7 +190,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "--cache_dir", default=None, help="where decoded arrays go; default <data_dir>/.cache"
     )
     data.add_argument(
-        "--flip", type=str2bool, default=False, help="random horizontal flips of training images"
+        "--flip", type=str2bool, default=False, help="random horizontal flips of training batches"
     )
     return parser
 
@@ -170,7 +199,7 @@ class TrainerBase:
     """Owns one training run: its devices, run dir, data, model, optimisation and checkpoints.
 
     Hooks a task may override: ``build_data``, ``build_model``, ``build_loss``,
-    ``compute_loss``, ``compute_metrics``, ``log_images``, ``train_step``.
+    ``compute_loss``, ``compute_metrics``, ``augment``, ``log_images``, ``train_step``.
     """
 
     def __init__(self, opt: Namespace) -> None:
@@ -178,13 +207,31 @@ class TrainerBase:
         setup_logging()
         self.device, self.device_ids = select_device(opt.gpu_devices)
         seed_everything(opt.seed, opt.deterministic)
-        resume = load_checkpoint(opt.resume) if opt.resume else None
+        resume, self.resume_path, changes = None, None, []
+        if opt.resume:
+            self.resume_path = (
+                find_latest_checkpoint(opt.output_dir, opt.proj_name)
+                if opt.resume == "auto"
+                else Path(opt.resume)
+            )
+            resume = load_checkpoint(self.resume_path)
+            changes = check_resume_options(
+                self.resume_path, resume["config"], vars(opt), opt.allow_config_change
+            )
         # Data first: a wrong --data_dir then fails before an empty run dir is left behind.
         self.data = self.build_data()
-        self.run_dir = Path(opt.resume).parent if resume else make_run_dir(opt.output_dir)
+        self.run_dir = self.resume_path.parent if self.resume_path else make_run_dir(opt.output_dir)
         setup_logging(self.run_dir / "train.log")
         if resume is None:
             save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
+        else:
+            for leftover in remove_partial_writes(self.run_dir):
+                log.info("removed %s, a save cut short when the run was killed", leftover.name)
+            if changes:
+                log.warning(
+                    "resuming with changed options (--allow_config_change):\n%s",
+                    format_table(changes, "checkpoint", "now"),
+                )
 
         self.train_loader = build_loader(self.data.train, opt, shuffle=True, device=self.device)
         self.val_loader = build_loader(self.data.val, opt, shuffle=False, device=self.device)
@@ -194,15 +241,22 @@ class TrainerBase:
         self.scheduler = build_scheduler(self.optimizer, opt, len(self.train_loader))
         self.clipper = GradClipper(opt.clip_grad_norm, opt.clip_grad_value)
         self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
+        self.stop_signal = GracefulStop()
 
         self.epoch = 0  # epochs completed
         self.batch_in_epoch = 0  # batches of the epoch in progress completed
         self.global_step = 0
+        self.epoch_meters = MeterGroup()  # training averages of the epoch in progress
+        self.epoch_skipped = 0  # batches of the epoch in progress skipped for a non-finite loss
         self.metrics: dict[str, float] = {}
         if resume is not None:
             self.load_state_dict(resume)
             log.info(
-                "resuming %s at epoch %d, batch %d", opt.resume, self.epoch + 1, self.batch_in_epoch
+                "resuming %s at epoch %d, batch %d (step %d)",
+                self.resume_path,
+                self.epoch + 1,
+                self.batch_in_epoch,
+                self.global_step,
             )
         # On resume, TensorBoard hides what the earlier process logged after this checkpoint.
         purge = self.global_step + 1 if resume else None
@@ -229,18 +283,34 @@ class TrainerBase:
         """Per-sample means over one batch (e.g. ``{"acc": 0.91}``); the loss is added for you."""
         return {}
 
+    def augment(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Random changes to a training batch on the device: ``--flip`` mirrors inputs.
+
+        Draw randomness here rather than in a Dataset: this runs in the main process on the
+        torch RNG that checkpoints save, so a resumed run replays it exactly. A task whose
+        targets are images (masks) overrides this to flip them with their inputs.
+        """
+        if self.opt.flip:
+            (inputs,) = random_hflip(inputs)
+        return inputs, targets
+
     def log_images(self) -> None:
         """Write example images to TensorBoard; called every ``--log_images_every`` epochs."""
 
     def train_step(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """One optimisation step; returns the detached loss and the outputs."""
+        """One optimisation step; returns the detached loss and the outputs.
+
+        An override should call ``check_loss`` before ``backward`` and skip the update when it
+        returns False, as here, so that a non-finite loss never reaches the weights.
+        """
         outputs = self.model(inputs)
         loss = self.compute_loss(outputs, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.clipper(self.model.parameters())
-        self.optimizer.step()
-        self.scheduler.step()
+        if self.check_loss(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.clipper(self.model.parameters())
+            self.optimizer.step()
+        self.scheduler.step()  # skipped batches keep their place in the schedule
         return loss.detach(), outputs
 
     # ----- the loop --------------------------------------------------------------------------
@@ -248,53 +318,59 @@ class TrainerBase:
     def train(self) -> dict[str, float]:
         """Train until ``--epochs`` or early stopping; return the last epoch's metrics.
 
-        Any exception, Ctrl-C included, first writes an interrupt checkpoint and logs the
-        command that continues the run, then propagates.
+        SIGTERM and SIGINT stop after the current step. Any exception, a stop signal included,
+        first writes an interrupt checkpoint and logs the command that continues the run, then
+        propagates.
         """
         self.log_start()
         self.check_monitor()
         try:
-            while self.epoch < self.opt.epochs:
-                if self.train_epoch_and_validate():
-                    log.info(
-                        "early stop: %s has not improved for %d epochs (best %.4f)",
-                        self.opt.monitor,
-                        self.stopper.bad_epochs,
-                        self.stopper.best,
-                    )
-                    break
+            with self.stop_signal:
+                while self.epoch < self.opt.epochs and not self.stopper.should_stop:
+                    self.train_epoch_and_validate()
+                    self.stop_signal.check()
         except BaseException as exc:
             self.save_interrupt_checkpoint(exc)
             raise
         finally:
             self.writer.close()
+        if self.stopper.should_stop:
+            log.info(
+                "early stop: %s has not improved for %d epochs",
+                self.opt.monitor,
+                self.stopper.bad_epochs,
+            )
         log.info(
             "done: best %s %.4f; run dir %s", self.opt.monitor, self.stopper.best, self.run_dir
         )
         return self.metrics
 
-    def train_epoch_and_validate(self) -> bool:
-        """One epoch of training and validation with logging and checkpoints; True = stop."""
+    def train_epoch_and_validate(self) -> None:
+        """One epoch of training and validation with logging and checkpoints."""
         start = time.perf_counter()
         train = self.train_one_epoch()
         val = self.validate()
-        self.epoch += 1
-        self.batch_in_epoch = 0
         self.metrics = {
             **{f"train_{k}": v for k, v in train.items()},
             **{f"val_{k}": v for k, v in val.items()},
             "lr": self.lr,
             "epoch_time": time.perf_counter() - start,
         }
+        if self.epoch_skipped:
+            self.metrics["train_skipped"] = self.epoch_skipped
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.epoch_meters = MeterGroup()
+        self.epoch_skipped = 0
         improved = self.stopper.step(self.metrics[self.opt.monitor])
         self.log_epoch(improved)
         every = self.opt.log_images_every
         if every and self.epoch % every == 0:
             self.log_images()
-        self.save("last")
+        # Best before last: a kill between the two leaves last behind, never best.
         if improved:
             self.save("best")
-        return self.stopper.should_stop
+        self.save("last")
 
     def train_one_epoch(self) -> dict[str, float]:
         """Train over the epoch's batches (from ``batch_in_epoch`` on when resuming)."""
@@ -302,18 +378,30 @@ class TrainerBase:
         self.train_loader.sampler.set_epoch(
             self.epoch, start=self.batch_in_epoch * self.opt.batch_size
         )
-        meters = MeterGroup()
+        every = self.opt.save_every_n_steps
         progress = Progress(
             self.train_loader, len(self.train_loader), f"epoch {self.epoch + 1}/{self.opt.epochs}"
         )
         for step, batch in enumerate(progress, start=1):
-            inputs, targets = move_to(batch, self.device)
+            inputs, targets = self.augment(*move_to(batch, self.device))
             loss, outputs = self.train_step(inputs, targets)
             self.batch_in_epoch += 1
             self.global_step += 1
-            meters.update(self.batch_stats(loss, outputs, targets), len(targets))
-            progress.update(step, len(targets), loss=meters.meters["loss"].avg, lr=self.lr)
-        return meters.averages()
+            stats = self.batch_stats(loss, outputs, targets)
+            if math.isfinite(stats["loss"]):
+                self.epoch_meters.update(stats, len(targets))
+            progress.update(
+                step, len(targets), loss=self.epoch_meters.meters["loss"].avg, lr=self.lr
+            )
+            if every and self.global_step % every == 0:
+                self.save("last")
+            self.stop_signal.check()
+        if "loss" not in self.epoch_meters.meters:
+            raise NonFiniteLossError(
+                f"every batch of epoch {self.epoch + 1} had a non-finite loss; lower --lr or "
+                "clip gradients (--clip_grad_norm)"
+            )
+        return self.epoch_meters.averages()
 
     @torch.inference_mode()
     def validate(self, max_batches: int | None = None) -> dict[str, float]:
@@ -336,6 +424,30 @@ class TrainerBase:
         """The loss and the task's metrics of one batch, computed without autograd."""
         with torch.no_grad():
             return {"loss": loss.item(), **self.compute_metrics(outputs, targets)}
+
+    def check_loss(self, loss: Tensor) -> bool:
+        """True if ``loss`` is finite. Otherwise ``--nonfinite stop`` raises, naming the step,
+        before the weights change; ``--nonfinite skip`` counts the batch and returns False.
+        """
+        if torch.isfinite(loss).all():
+            return True
+        where = (
+            f"epoch {self.epoch + 1}, batch {self.batch_in_epoch + 1} (step {self.global_step + 1})"
+        )
+        if self.opt.nonfinite == "stop":
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at {where}; the weights before this "
+                "batch are kept. Lower --lr, clip gradients (--clip_grad_norm) or pass "
+                "--nonfinite skip"
+            )
+        self.epoch_skipped += 1
+        if self.epoch_skipped <= 3:
+            log.warning(
+                "non-finite training loss at %s: batch skipped (%d this epoch)",
+                where,
+                self.epoch_skipped,
+            )
+        return False
 
     # ----- helpers ---------------------------------------------------------------------------
 
@@ -383,6 +495,8 @@ class TrainerBase:
             if k == "lr"
             else f"{k} {v:.1f}s"
             if k == "epoch_time"
+            else f"{k} {v:g}"
+            if k == "train_skipped"
             else f"{k} {v:.4f}"
             for k, v in self.metrics.items()
         )
@@ -397,7 +511,7 @@ class TrainerBase:
         return self.run_dir / f"{self.opt.model_type}_{kind}_ckpt.pth"
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the run; only tensors and plain containers."""
+        """Everything the next step depends on; only tensors and plain containers."""
         return {
             "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -406,23 +520,25 @@ class TrainerBase:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "global_step": self.global_step,
+            "epoch_meters": self.epoch_meters.state_dict(),
+            "epoch_skipped": self.epoch_skipped,
             "metrics": self.metrics,
             "config": vars(self.opt),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all()},
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_model_state(self.model, state["model"], f"checkpoint {self.opt.resume}")
+        load_model_state(self.model, state["model"], f"checkpoint {self.resume_path}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.stopper.load_state_dict(state["stopper"])
         self.epoch = state["epoch"]
         self.batch_in_epoch = state["batch_in_epoch"]
         self.global_step = state["global_step"]
+        self.epoch_meters.load_state_dict(state["epoch_meters"])
+        self.epoch_skipped = state["epoch_skipped"]
         self.metrics = state["metrics"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        set_rng_state(state["rng"])
 
     def save(self, kind: str) -> Path:
         path = self.checkpoint_path(kind)
@@ -438,25 +554,14 @@ class TrainerBase:
                 "%s, and the interrupt checkpoint could not be written: %s", type(exc).__name__, err
             )
             return
-        log.error(
+        stopped = isinstance(exc, StopRequested | KeyboardInterrupt)
+        log.log(
+            logging.WARNING if stopped else logging.ERROR,
             "%s at epoch %d, batch %d (step %d); saved %s\ncontinue with: %s",
-            type(exc).__name__,
+            exc if isinstance(exc, StopRequested) else type(exc).__name__,
             self.epoch + 1,
             self.batch_in_epoch,
             self.global_step,
             path,
             resume_command(path),
         )
-
-
-def resume_command(checkpoint: Path) -> str:
-    """This process's command line with ``--resume <checkpoint>`` in place of any earlier one."""
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif arg == "--resume":
-            skip = True
-        elif not arg.startswith("--resume="):
-            args.append(arg)
-    return shlex.join(["python", sys.argv[0], *args, "--resume", str(checkpoint)])

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from loss.dice_loss import BCEDiceLoss
 from trainer import TrainerBase, build_parser
+from utils.augment import random_hflip
 from utils.cli import run_main
 from utils.metrics import dice_and_iou_per_image
 from utils.plots import seg_panel
@@ -37,6 +38,12 @@ class SegTrainer(TrainerBase):
     def compute_metrics(self, outputs: Tensor | list[Tensor], targets: Tensor) -> dict[str, float]:
         dice, iou = dice_and_iou_per_image(final_logits(outputs), targets)
         return {"dice": dice.mean().item(), "iou": iou.mean().item()}
+
+    def augment(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """``--flip`` mirrors each chosen image together with its mask."""
+        if self.opt.flip:
+            inputs, targets = random_hflip(inputs, targets)
+        return inputs, targets
 
     @torch.inference_mode()
     def log_images(self) -> None:

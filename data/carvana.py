@@ -148,13 +148,10 @@ class CarvanaDataset(Dataset):
     bad file fails before training starts; without one each access decodes the JPEG again.
     """
 
-    def __init__(
-        self, pairs: list[Pair], scale: float, cache_dir: Path | None, flip: bool = False
-    ) -> None:
+    def __init__(self, pairs: list[Pair], scale: float, cache_dir: Path | None) -> None:
         self.pairs = pairs
         self.ids = [p.id for p in pairs]
         self.scale = scale
-        self.flip = flip
         self.files: list[Path] | None = None
         if cache_dir is not None:
             try:
@@ -180,8 +177,6 @@ class CarvanaDataset(Dataset):
         image, mask = self.arrays(index)
         image = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
         mask = torch.from_numpy(mask).unsqueeze(0).float()
-        if self.flip and torch.rand(()) < 0.5:
-            image, mask = image.flip(-1), mask.flip(-1)
         return image, mask
 
 
@@ -197,7 +192,7 @@ def build_carvana(opt: Namespace) -> DataSplits:
     if opt.cache:
         cache = Path(opt.cache_dir) if opt.cache_dir else root / ".cache"
         cache = cache / f"scale_{opt.img_scale:g}"
-    train_set = CarvanaDataset(train, opt.img_scale, cache, flip=opt.flip)
+    train_set = CarvanaDataset(train, opt.img_scale, cache)
     height, width, channels = train_set.arrays(0)[0].shape
     return DataSplits(
         train=train_set,

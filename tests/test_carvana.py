@@ -33,7 +33,6 @@ def carvana_opt(root: Path, **overrides) -> Namespace:
         img_scale=1.0,
         cache=True,
         cache_dir=None,
-        flip=False,
     )
     return Namespace(**{**base, **overrides})
 
@@ -150,20 +149,6 @@ def test_cache_is_written_once_reused_and_redone_when_the_source_changes(small, 
     redone = CarvanaDataset(pairs, 0.5, cache)
     assert torch.equal(redone[0][0], CarvanaDataset(pairs[:1], 0.5, None)[0][0])
     assert [f.stat().st_mtime_ns for f in files][1:] == stamps[1:]
-
-
-def test_flip_moves_image_and_mask_together(small):
-    pairs = find_pairs(small)[:1]
-    plain = CarvanaDataset(pairs, 1.0, None)[0]
-    torch.manual_seed(0)
-    seen = set()
-    for _ in range(20):
-        image, mask = CarvanaDataset(pairs, 1.0, None, flip=True)[0]
-        flipped = torch.equal(image, plain[0].flip(-1))
-        assert flipped or torch.equal(image, plain[0])
-        assert torch.equal(mask, plain[1].flip(-1) if flipped else plain[1])
-        seen.add(flipped)
-    assert seen == {True, False}
 
 
 def test_build_carvana_splits_by_car(small, tmp_path):

@@ -90,3 +90,21 @@ def test_meter_group_key_added_later_averages_only_its_batches():
     averages = group.averages()
     assert averages["loss"] == pytest.approx((1.0 * 10 + 3.0 * 30) / 40)
     assert averages["extra"] == pytest.approx(5.0)
+
+
+def test_group_state_round_trip_continues_the_same_averages():
+    whole, first_half = MeterGroup(), MeterGroup()
+    batches = [
+        ({"loss": 1.0, "acc": 0.5}, 4),
+        ({"loss": 3.0, "acc": 1.0}, 2),
+        ({"loss": 2.0, "acc": 0.0}, 5),
+    ]
+    for values, n in batches:
+        whole.update(values, n)
+    for values, n in batches[:2]:
+        first_half.update(values, n)
+    resumed = MeterGroup()
+    resumed.load_state_dict(first_half.state_dict())
+    resumed.update(*batches[2])
+    assert resumed.averages() == whole.averages()
+    assert resumed.averages()["loss"] == (4 * 1.0 + 2 * 3.0 + 5 * 2.0) / 11

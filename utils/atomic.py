@@ -24,3 +24,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(directory: str | Path) -> list[Path]:
+    """Delete the temp files that writes killed before their rename left in ``directory``."""
+    leftovers = sorted(Path(directory).glob(".*.tmp"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from utils.errors import UsageError
+from utils.signals import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def open_fraction(text: str) -> float:
 
 
 def run_main(main: Callable[[], object]) -> None:
-    """Run a script's main: a UsageError is one line on stderr and exit 2, Ctrl-C exit 130.
+    """Run a script's main: a UsageError is one line on stderr and exit 2, a graceful stop on a
+    signal exits 128 + its number (SIGTERM 143, SIGINT 130), and so does a hard Ctrl-C (130).
 
     Any other exception is a bug and keeps its traceback.
     """
@@ -89,6 +91,8 @@ def run_main(main: Callable[[], object]) -> None:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except StopRequested as stop:
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         log.warning("interrupted")
         sys.exit(130)

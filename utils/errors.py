@@ -6,3 +6,11 @@ class UsageError(Exception):
 
     Scripts print it as one line without a traceback and exit with status 2.
     """
+
+
+class NonFiniteLossError(UsageError):
+    """The training loss became NaN or infinite; the message names the epoch and step.
+
+    A UsageError because the fix is the user's (learning rate, clipping, ``--nonfinite skip``)
+    and one line says it better than a traceback.
+    """

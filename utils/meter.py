@@ -44,3 +44,13 @@ class MeterGroup:
 
     def averages(self) -> dict[str, float]:
         return {name: meter.avg for name, meter in self.meters.items()}
+
+    def state_dict(self) -> dict[str, dict[str, float | int]]:
+        """Sums and counts per name, so a mid-epoch checkpoint keeps the epoch's averages."""
+        return {name: meter.state_dict() for name, meter in self.meters.items()}
+
+    def load_state_dict(self, state: dict[str, dict[str, float | int]]) -> None:
+        self.meters = {}
+        for name, meter_state in state.items():
+            self.meters[name] = AvgMeter()
+            self.meters[name].load_state_dict(meter_state)

@@ -1,0 +1,98 @@
+"""Finding the checkpoint to resume, checking that it fits the options, and the resume command."""
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from utils.config import CONFIG_NAME, load_config
+from utils.configcmp import diff_configs
+from utils.errors import UsageError
+
+# Checkpoints that hold the latest state of a run; best is an earlier state, never newer.
+RESUMABLE_KINDS = ("last", "interrupt")
+
+# Options that may change between a run and its resumption without changing what it computes.
+RESUME_FREE_OPTIONS = frozenset(
+    {
+        "resume",
+        "allow_config_change",
+        "gpu_devices",
+        "num_workers",
+        "data_dir",
+        "output_dir",
+        "cache_dir",
+        "save_every_n_steps",
+        "nonfinite",
+    }
+)
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The resumable checkpoints in ``run_dir``, newest first."""
+    found = [p for kind in RESUMABLE_KINDS for p in run_dir.glob(f"*_{kind}_ckpt.pth")]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def find_latest_checkpoint(output_dir: str | Path, proj_name: str) -> Path:
+    """``--resume auto``: the newest last/interrupt checkpoint of the newest ``proj_name`` run.
+
+    Runs are the directories in ``output_dir`` whose ``config.json`` names the project; a run
+    that died before its first checkpoint is passed over for the one before it.
+    """
+    output_dir = Path(output_dir)
+    runs = []
+    for config in output_dir.glob(f"*/{CONFIG_NAME}"):
+        try:
+            if load_config(config)["options"].get("proj_name") == proj_name:
+                runs.append(config)
+        except UsageError:
+            continue  # a foreign or damaged directory is not a run of this project
+    for config in sorted(runs, key=lambda c: c.stat().st_mtime_ns, reverse=True):
+        checkpoints = run_checkpoints(config.parent)
+        if checkpoints:
+            return checkpoints[0]
+    raise UsageError(
+        f"--resume auto: no checkpoint of a {proj_name!r} run in {output_dir}; expected "
+        f"<output_dir>/<timestamp>/<model>_last_ckpt.pth (check --output_dir and --proj_name)"
+    )
+
+
+def option_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(key, saved, current)`` for each option that differs and may change the results."""
+    return [row for row in diff_configs(saved, current) if row[0] not in RESUME_FREE_OPTIONS]
+
+
+def check_resume_options(
+    checkpoint: Path, saved: dict[str, Any], current: dict[str, Any], allow: bool
+) -> list[tuple[str, Any, Any]]:
+    """Refuse to resume with options that differ from the checkpoint's, unless ``allow``.
+
+    Returns the differences (empty when the options match) so the caller can log them.
+    """
+    changes = option_changes(saved, current)
+    if changes and not allow:
+        listed = ", ".join(f"{key} {old} -> {new}" for key, old, new in changes)
+        raise UsageError(
+            f"--resume {checkpoint}: options differ from the run's ({listed}); resume with the "
+            "run's options (its logged command has them) or pass --allow_config_change True"
+        )
+    return changes
+
+
+def resume_command(checkpoint: Path) -> str:
+    """This process's command line with ``--resume <checkpoint>`` in place of any earlier one.
+
+    A script run with ``python -m package.module`` is named the same way.
+    """
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            args.append(arg)
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = ["-m", spec.name.removesuffix(".__main__")] if spec else [sys.argv[0]]
+    return shlex.join(["python", *program, *args, "--resume", str(checkpoint)])
