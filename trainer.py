@@ -390,9 +390,8 @@ class TrainerBase:
             stats = self.batch_stats(loss, outputs, targets)
             if math.isfinite(stats["loss"]):
                 self.epoch_meters.update(stats, len(targets))
-            progress.update(
-                step, len(targets), loss=self.epoch_meters.meters["loss"].avg, lr=self.lr
-            )
+            running = self.epoch_meters.averages().get("loss", math.nan)
+            progress.update(step, len(targets), loss=running, lr=self.lr)
             if every and self.global_step % every == 0:
                 self.save("last")
             self.stop_signal.check()

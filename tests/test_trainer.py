@@ -1,57 +1,56 @@
 """TrainerBase in-process on a small synthetic task: loop, logs, checkpoints, stop, resume."""
 
 import json
+import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from torch.utils.data import Subset, TensorDataset
+from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
-from data.splits import DataSplits
-from trainer_vanilla import VanillaTrainer, build_vanilla_parser
-from utils.errors import UsageError
+from utils.errors import NonFiniteLossError, UsageError
+from utils.signals import StopRequested
 
-BATCHES_PER_EPOCH = 10  # 160 train samples / batch 16
-
-
-class ToyTrainer(VanillaTrainer):
-    """Three classes that a linear map of 16 random features separates."""
-
-    def build_data(self) -> DataSplits:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(240, 1, 4, 4, generator=g)
-        y = (x.flatten(1) @ torch.randn(16, 3, generator=g)).argmax(dim=1)
-        full = TensorDataset(x, y)
-        return DataSplits(
-            train=Subset(full, range(160)),
-            val=Subset(full, range(160, 200)),
-            test=Subset(full, range(200, 240)),
-            input_shape=(1, 4, 4),
-            num_classes=3,
-            class_names=["a", "b", "c"],
-        )
+STOPS = {"ctrl-c": KeyboardInterrupt, "error": RuntimeError}
 
 
-class FailingTrainer(ToyTrainer):
-    """Raises ``error`` at the start of the step after ``fail_after`` completed steps."""
+def interrupting(at_step: int, how: str) -> type[ToyTrainer]:
+    """A ToyTrainer hit at the start of the step after ``at_step`` completed steps.
 
-    fail_after = 0
-    error: type[BaseException] = KeyboardInterrupt
+    ``ctrl-c``/``error`` raise there, before the step draws any random number; ``sigterm``
+    sends the process a real SIGTERM, after which the step finishes and the loop stops.
+    """
 
-    def train_step(self, inputs, targets):
-        if self.global_step == self.fail_after:
-            raise self.error("simulated failure")
-        return super().train_step(inputs, targets)
+    class Interrupted(ToyTrainer):
+        def augment(self, inputs, targets):
+            if self.global_step == at_step:
+                if how == "sigterm":
+                    os.kill(os.getpid(), signal.SIGTERM)
+                else:
+                    raise STOPS[how]("simulated failure")
+            return super().augment(inputs, targets)
+
+    return Interrupted
+
+
+def nan_loss_at(*steps: int) -> type[ToyTrainer]:
+    """A ToyTrainer whose training loss is NaN in the step after each of ``steps``."""
+
+    class NaNLoss(ToyTrainer):
+        def compute_loss(self, outputs, targets):
+            loss = super().compute_loss(outputs, targets)
+            hit = self.model.training and self.global_step in steps
+            return loss * math.nan if hit else loss
+
+    return NaNLoss
 
 
 def options(out: Path, *extra: str):
-    return build_vanilla_parser().parse_args(
-        [
-            *("--output_dir", str(out), "--gpu_devices", "cpu", "--num_workers", "0"),
-            *("--batch_size", "16", "--epochs", "3", "--deterministic", "True"),
-            *extra,
-        ]
+    return build_toy_parser().parse_args(
+        ["--output_dir", str(out), *TOY_ARGS, "--deterministic", "True", *extra]
     )
 
 
@@ -120,47 +119,6 @@ def test_unknown_monitor_fails_before_training(tmp_path):
     assert not list(trainer.run_dir.glob("*.pth"))
 
 
-@pytest.mark.parametrize("fail_after", [13, 2 * BATCHES_PER_EPOCH], ids=["mid-epoch", "boundary"])
-def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fail_after):
-    reference = ToyTrainer(options(tmp_path / "reference"))
-    reference.train()
-
-    FailingTrainer.fail_after = fail_after
-    failing = FailingTrainer(options(tmp_path / "interrupted"))
-    with pytest.raises(KeyboardInterrupt):
-        failing.train()
-    checkpoint = failing.run_dir / "Vanilla_interrupt_ckpt.pth"
-    state = torch.load(checkpoint, weights_only=True)
-    assert state["global_step"] == fail_after
-    assert state["epoch"] * BATCHES_PER_EPOCH + state["batch_in_epoch"] == fail_after
-    log = (failing.run_dir / "train.log").read_text()
-    assert "continue with:" in log
-    assert f"--resume {checkpoint}" in log
-
-    resumed = ToyTrainer(options(tmp_path / "elsewhere", "--resume", str(checkpoint)))
-    resumed.train()
-    assert resumed.run_dir == failing.run_dir
-    assert not (tmp_path / "elsewhere").exists()
-    for key, value in reference.model.state_dict().items():
-        assert torch.equal(resumed.model.state_dict()[key], value), key
-    # Logs append, and TensorBoard shows each epoch once across both processes.
-    assert "resuming" in (failing.run_dir / "train.log").read_text()
-    steps = [s for s, _ in scalars(failing.run_dir, "val/acc")]
-    assert steps == [BATCHES_PER_EPOCH * e for e in (1, 2, 3)]
-
-
-def test_any_exception_writes_an_interrupt_checkpoint(tmp_path):
-    FailingTrainer.fail_after, FailingTrainer.error = 5, RuntimeError
-    trainer = FailingTrainer(options(tmp_path))
-    try:
-        with pytest.raises(RuntimeError, match="simulated"):
-            trainer.train()
-    finally:
-        FailingTrainer.error = KeyboardInterrupt
-    state = torch.load(trainer.run_dir / "Vanilla_interrupt_ckpt.pth", weights_only=True)
-    assert state["global_step"] == 5
-
-
 def test_clipping_and_schedule_options_reach_the_loop(tmp_path):
     trainer = ToyTrainer(
         options(tmp_path, "--clip_grad_norm", "0.5", "--scheduler", "cosine", "--epochs", "2")
@@ -170,3 +128,199 @@ def test_clipping_and_schedule_options_reach_the_loop(tmp_path):
     # cosine over all 20 steps ends at lr 0
     assert trainer.lr == pytest.approx(0.0, abs=1e-12)
     assert scalars(trainer.run_dir, "lr")[-1][1] == pytest.approx(0.0, abs=1e-12)
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def without_time(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "epoch_time"}
+
+
+@pytest.fixture
+def reference(tmp_path) -> ToyTrainer:
+    """An uninterrupted run with flips, dropout and python/numpy jitter."""
+    trainer = ToyTrainer(options(tmp_path / "reference", "--flip", "True"))
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize(
+    ("how", "at_step", "saved_step"),
+    [("sigterm", 12, 13), ("sigterm", 19, 20), ("ctrl-c", 20, 20)],
+    ids=["sigterm-mid-epoch", "sigterm-last-batch", "ctrl-c-epoch-boundary"],
+)
+def test_stop_then_resume_matches_an_uninterrupted_run(
+    tmp_path, reference, how, at_step, saved_step
+):
+    stopped = interrupting(at_step, how)(options(tmp_path / "stopped", "--flip", "True"))
+    with pytest.raises(StopRequested if how == "sigterm" else KeyboardInterrupt):
+        stopped.train()
+    checkpoint = stopped.run_dir / "Vanilla_interrupt_ckpt.pth"
+    state = load(checkpoint)
+    assert state["global_step"] == saved_step
+    assert state["epoch"] * BATCHES_PER_EPOCH + state["batch_in_epoch"] == saved_step
+    log = (stopped.run_dir / "train.log").read_text()
+    assert "continue with:" in log
+    assert f"--resume {checkpoint}" in log
+
+    resumed = ToyTrainer(
+        options(tmp_path / "elsewhere", "--flip", "True", "--resume", str(checkpoint))
+    )
+    resumed.train()
+    assert resumed.run_dir == stopped.run_dir
+    assert not (tmp_path / "elsewhere").exists()
+    assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
+    # The epoch averages survive the interruption too: the same numbers are reported.
+    assert without_time(resumed.metrics) == without_time(reference.metrics)
+    # Logs append, and TensorBoard shows each epoch once across both processes.
+    assert "resuming" in (stopped.run_dir / "train.log").read_text()
+    steps = [s for s, _ in scalars(stopped.run_dir, "val/acc")]
+    assert steps == [BATCHES_PER_EPOCH * e for e in (1, 2, 3)]
+
+
+def test_any_exception_writes_an_interrupt_checkpoint(tmp_path):
+    trainer = interrupting(5, "error")(options(tmp_path))
+    with pytest.raises(RuntimeError, match="simulated"):
+        trainer.train()
+    assert load(trainer.run_dir / "Vanilla_interrupt_ckpt.pth")["global_step"] == 5
+    assert "continue with:" in (trainer.run_dir / "train.log").read_text()
+
+
+def test_periodic_checkpoints_resume_exactly(tmp_path, reference):
+    trainer = interrupting(13, "ctrl-c")(
+        options(tmp_path, "--flip", "True", "--save_every_n_steps", "4")
+    )
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    last = trainer.run_dir / "Vanilla_last_ckpt.pth"
+    state = load(last)
+    assert (state["epoch"], state["batch_in_epoch"], state["global_step"]) == (1, 2, 12)
+    resumed = ToyTrainer(options(tmp_path, "--flip", "True", "--resume", str(last)))
+    resumed.train()
+    assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
+
+
+def test_nonfinite_loss_stops_before_the_weights_change(tmp_path):
+    trainer = nan_loss_at(13)(options(tmp_path / "nan"))
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 4 \(step 14\).*--nonfinite skip"):
+        trainer.train()
+    kept = load(trainer.run_dir / "Vanilla_interrupt_ckpt.pth")
+    assert kept["global_step"] == 13
+    # The same run stopped by Ctrl-C before that step has exactly the same weights.
+    clean = interrupting(13, "ctrl-c")(options(tmp_path / "clean"))
+    with pytest.raises(KeyboardInterrupt):
+        clean.train()
+    assert same_weights(kept["model"], load(clean.run_dir / "Vanilla_interrupt_ckpt.pth")["model"])
+    assert load(trainer.run_dir / "Vanilla_last_ckpt.pth")["global_step"] == BATCHES_PER_EPOCH
+
+
+def test_nonfinite_loss_can_skip_batches_with_a_count(tmp_path):
+    trainer = nan_loss_at(3, 14, 15)(options(tmp_path, "--nonfinite", "skip"))
+    metrics = trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert math.isfinite(metrics["train_loss"])
+    assert "train_skipped" not in metrics  # epoch 3 had none
+    assert [v for _, v in scalars(trainer.run_dir, "train/skipped")] == [1, 2]
+    log = (trainer.run_dir / "train.log").read_text()
+    assert "epoch 2, batch 5 (step 15): batch skipped" in log
+    assert "train_skipped 2" in log
+
+
+# The scheduler keeps stepping through skipped batches, before any optimizer step here.
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+def test_skipping_every_batch_of_an_epoch_stops(tmp_path):
+    trainer = nan_loss_at(*range(BATCHES_PER_EPOCH))(options(tmp_path, "--nonfinite", "skip"))
+    with pytest.raises(NonFiniteLossError, match="every batch of epoch 1"):
+        trainer.train()
+
+
+def test_resume_auto_takes_the_newest_checkpoint_of_the_project(tmp_path, reference):
+    stopped = interrupting(13, "ctrl-c")(options(tmp_path, "--flip", "True"))
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    ToyTrainer(options(tmp_path, "--proj_name", "Other", "--epochs", "1")).train()  # newer
+    resumed = ToyTrainer(options(tmp_path, "--flip", "True", "--resume", "auto"))
+    assert resumed.run_dir == stopped.run_dir
+    assert resumed.global_step == 13
+    resumed.train()
+    assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
+
+
+def test_resume_auto_without_a_run_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no checkpoint of a 'Toy' run"):
+        ToyTrainer(options(tmp_path, "--resume", "auto"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_resume_with_changed_options_is_refused_unless_allowed(tmp_path):
+    trainer = interrupting(13, "ctrl-c")(options(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    checkpoint = str(trainer.run_dir / "Vanilla_interrupt_ckpt.pth")
+    before = snapshot(trainer.run_dir)
+    with pytest.raises(
+        UsageError, match=r"options differ.*\(lr 0.001 -> 0.5\).*allow_config_change"
+    ):
+        ToyTrainer(options(tmp_path, "--lr", "0.5", "--resume", checkpoint))
+    assert snapshot(trainer.run_dir) == before
+
+    # Where the data or the workers are is not part of what a run computes.
+    ToyTrainer(options(tmp_path, "--data_dir", "/elsewhere", "--resume", checkpoint))
+
+    allowed = ToyTrainer(
+        options(tmp_path, "--lr", "0.5", "--resume", checkpoint, "--allow_config_change", "True")
+    )
+    assert allowed.opt.lr == 0.5
+    log = (trainer.run_dir / "train.log").read_text()
+    assert "resuming with changed options" in log and "0.001" in log
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    trainer = ToyTrainer(
+        options(tmp_path, "--epochs", "10", "--patience", "1", "--min_delta", "10")
+    )
+    trainer.train()
+    last = trainer.run_dir / "Vanilla_last_ckpt.pth"
+    written = last.stat().st_mtime_ns
+    resumed = ToyTrainer(
+        options(
+            tmp_path,
+            "--epochs",
+            "10",
+            "--patience",
+            "1",
+            "--min_delta",
+            "10",
+            "--resume",
+            str(last),
+        )
+    )
+    resumed.train()
+    assert resumed.epoch == 2
+    assert last.stat().st_mtime_ns == written
+
+
+def test_resume_removes_what_a_killed_save_left(tmp_path):
+    trainer = ToyTrainer(options(tmp_path, "--epochs", "1"))
+    trainer.train()
+    leftover = trainer.run_dir / ".Vanilla_last_ckpt.pth.0123abcd.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    ToyTrainer(
+        options(
+            tmp_path, "--epochs", "1", "--resume", str(trainer.run_dir / "Vanilla_last_ckpt.pth")
+        )
+    )
+    assert not leftover.exists()
+    assert (
+        "removed .Vanilla_last_ckpt.pth.0123abcd.tmp" in (trainer.run_dir / "train.log").read_text()
+    )

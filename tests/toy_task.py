@@ -1,0 +1,67 @@
+"""A tiny in-memory classification task on TrainerBase, for in-process and subprocess tests.
+
+Run as a script (``python -m tests.toy_task --output_dir DIR ...``) it behaves like a task
+script: the fault tests signal and kill it. Its augmentation draws from python's, numpy's and
+torch's RNGs, and the MLP has dropout, so a resume is only bit-exact if every RNG is restored.
+"""
+
+import argparse
+import random
+import time
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Subset, TensorDataset
+
+from data.splits import DataSplits
+from trainer_vanilla import VanillaTrainer, build_vanilla_parser
+from utils.cli import non_negative_float, run_main
+
+BATCHES_PER_EPOCH = 10  # 160 train samples / batch 16
+TOY_ARGS = ("--gpu_devices", "cpu", "--num_workers", "0", "--batch_size", "16")
+
+
+class ToyTrainer(VanillaTrainer):
+    """Three classes that a linear map of 16 random features separates."""
+
+    def build_data(self) -> DataSplits:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(240, 1, 4, 4, generator=g)
+        y = (x.flatten(1) @ torch.randn(16, 3, generator=g)).argmax(dim=1)
+        full = TensorDataset(x, y)
+        return DataSplits(
+            train=Subset(full, range(160)),
+            val=Subset(full, range(160, 200)),
+            test=Subset(full, range(200, 240)),
+            input_shape=(1, 4, 4),
+            num_classes=3,
+            class_names=["a", "b", "c"],
+        )
+
+    def augment(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """The base flip (torch RNG) plus a brightness jitter from python's and numpy's RNGs."""
+        inputs, targets = super().augment(inputs, targets)
+        jitter = 1 + 0.05 * (random.random() - 0.5) + 0.05 * (np.random.rand() - 0.5)
+        return inputs * jitter, targets
+
+    def train_step(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        time.sleep(self.opt.step_delay)
+        return super().train_step(inputs, targets)
+
+
+def build_toy_parser() -> argparse.ArgumentParser:
+    """The vanilla options with toy defaults, plus a delay that makes steps last long enough
+    for a test to send a signal in the middle of training."""
+    parser = build_vanilla_parser()
+    parser.set_defaults(proj_name="Toy", batch_size=16, epochs=3)
+    parser.add_argument("--step_delay", type=non_negative_float, default=0.0, help="s per step")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    ToyTrainer(build_toy_parser().parse_args(argv)).train()
+
+
+if __name__ == "__main__":
+    run_main(main)
