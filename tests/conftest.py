@@ -47,3 +47,31 @@ def run_script(*args: str | Path, env: dict[str, str] | None = None) -> subproce
         timeout=600,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
+
+
+def start_script(*args: str | Path) -> subprocess.Popen:
+    """Start ``python <args>`` from the repo root in its own process group, output to one pipe.
+
+    Its own group lets a test signal the script and its DataLoader workers together, as a
+    terminal's Ctrl-C or a cluster scheduler does.
+    """
+    return subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+
+
+def read_until(process: subprocess.Popen, text: str) -> list[str]:
+    """Lines the process printed up to and including the first one containing ``text``."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+    process.wait()
+    raise AssertionError(f"exited {process.returncode} before printing {text!r}:\n{''.join(lines)}")

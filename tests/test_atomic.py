@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from utils.atomic import atomic_write
+from utils.atomic import atomic_write, remove_partial_writes
 
 
 def _listing(directory):
@@ -59,3 +59,13 @@ def test_file_gets_umask_permissions_not_0600(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "out.txt").stat().st_mode)
     assert mode == 0o666 & ~0o022
+
+
+def test_remove_partial_writes_deletes_only_temp_files(tmp_path):
+    (tmp_path / "keep.pth").write_bytes(b"done")
+    (tmp_path / ".hidden").write_bytes(b"not ours")
+    stale = [tmp_path / ".keep.pth.0a1b.tmp", tmp_path / ".config.json.ffee.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    assert remove_partial_writes(tmp_path) == sorted(stale)
+    assert _listing(tmp_path) == [".hidden", "keep.pth"]

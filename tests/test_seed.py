@@ -2,12 +2,14 @@
 
 import os
 import random
+import signal
 
 import numpy as np
 import pytest
 import torch
 
-from utils.seed import seed_everything, seed_worker
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.seed import rng_state, seed_everything, seed_worker, set_rng_state
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +24,15 @@ def restore_global_state(monkeypatch):
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     torch.backends.cudnn.benchmark = benchmark
     torch.backends.cudnn.deterministic = cudnn_deterministic
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    """seed_worker makes a worker ignore Ctrl-C; the test process must get it back."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 def _draws():
@@ -93,3 +104,19 @@ def test_seed_worker_differs_per_torch_seed():
     torch.manual_seed(11)
     seed_worker(0)
     assert np.random.rand() != first
+
+
+def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
+    seed_everything(5)
+    np.random.randn()  # leaves a cached gaussian in numpy's state
+    save_checkpoint(tmp_path / "c.pth", {"model": {}, "rng": rng_state()})
+    expected = (*_draws(), [np.random.randn()])
+    seed_everything(99)  # scramble every RNG
+    set_rng_state(load_checkpoint(tmp_path / "c.pth")["rng"])
+    assert (*_draws(), [np.random.randn()]) == expected
+
+
+def test_worker_init_leaves_stop_signals_to_the_main_process():
+    seed_worker(0)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN

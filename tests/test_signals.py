@@ -1,0 +1,108 @@
+"""Graceful stops: the handler in-process, then real signals sent to a training subprocess."""
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import read_until, run_script, start_script
+from toy_task import TOY_ARGS
+
+from utils.cli import run_main
+from utils.signals import GracefulStop, StopRequested
+
+
+def test_signal_sets_a_flag_that_check_raises():
+    with GracefulStop() as stop:
+        stop.check()  # nothing received yet
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM
+        with pytest.raises(StopRequested) as info:
+            stop.check()
+    assert info.value.exit_code == 128 + signal.SIGTERM
+
+
+def test_second_ctrl_c_stops_at_once():
+    with GracefulStop() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_previous_handlers_come_back():
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with GracefulStop():
+        assert signal.getsignal(signal.SIGTERM) != before[signal.SIGTERM]
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_main_exits_with_128_plus_the_signal(signum):
+    def main():
+        raise StopRequested(signum)
+
+    with pytest.raises(SystemExit) as info:
+        run_main(main)
+    assert info.value.code == 128 + signum
+
+
+def final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    (checkpoint,) = output_dir.glob("*/Vanilla_last_ckpt.pth")
+    return torch.load(checkpoint, weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def toy_args() -> tuple[str, ...]:
+    """Three epochs of 10 steps of at least 20 ms, with two DataLoader workers."""
+    return (*TOY_ARGS, "--num_workers", "2", "--deterministic", "True", "--step_delay", "0.02")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, toy_args) -> dict[str, torch.Tensor]:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    result = run_script("-m", "tests.toy_task", "--output_dir", out, *toy_args)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return final_weights(out)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_real_signal_checkpoints_and_the_logged_command_resumes_exactly(
+    tmp_path, toy_args, uninterrupted, signum
+):
+    process = start_script("-m", "tests.toy_task", "--output_dir", tmp_path, *toy_args)
+    try:
+        read_until(process, "epoch 2/3 3/10")  # mid-epoch
+        os.killpg(process.pid, signum)  # the script and its workers, like Ctrl-C or SLURM
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, output[-3000:]
+    assert f"{signal.Signals(signum).name} received" in output
+    assert "Traceback" not in output
+    (command,) = [
+        line.split("continue with: ", 1)[1]
+        for line in output.splitlines()
+        if "continue with: " in line
+    ]
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "tests.toy_task"]
+    (checkpoint,) = tmp_path.glob("*/Vanilla_interrupt_ckpt.pth")
+    assert argv[-2:] == ["--resume", str(checkpoint)]
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["epoch"] == 1 and 3 <= state["batch_in_epoch"] < 10
+
+    resumed = subprocess.run(
+        [sys.executable, *argv[1:]],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    weights = final_weights(tmp_path)
+    assert all(torch.equal(weights[k], uninterrupted[k]) for k in uninterrupted)
