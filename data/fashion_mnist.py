@@ -24,15 +24,30 @@ def load_split(root: Path, train: bool) -> datasets.FashionMNIST:
     """The official train or test set under ``root/FashionMNIST``, downloaded if missing."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     raw = root / "FashionMNIST" / "raw"
+    made = [level for level in (raw, *raw.parents) if not level.exists()]
     try:
         # torchvision prints each failed mirror; the UsageError below says it in one line.
         with contextlib.redirect_stdout(io.StringIO()):
             return datasets.FashionMNIST(root, train=train, transform=transform, download=True)
     except Exception as err:
+        remove_empty_dirs(made)
         raise UsageError(
             f"FashionMNIST not found under {raw} and the download failed ({type(err).__name__}); "
             f"offline, put {', '.join(FILES)} in {raw}"
         ) from None
+
+
+def remove_empty_dirs(paths: list[Path]) -> None:
+    """Remove ``paths`` in order (deepest first), stopping at one that is not an empty dir.
+
+    After a failed download this removes the directories it created, so a mistyped
+    ``--data_dir`` leaves nothing behind.
+    """
+    for path in paths:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (part of a download), or never created
+            return
 
 
 def build_fashion_mnist(opt: Namespace) -> DataSplits:
