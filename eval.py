@@ -13,6 +13,7 @@ and streams the test split through ``reset`` / ``update`` / ``compute`` hooks::
 import argparse
 import json
 import logging
+import os
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ from model.model_entry import build_model
 from utils.atomic import atomic_write
 from utils.checkpoint import load_checkpoint, load_model_state
 from utils.cli import ArgumentParser, non_negative_int, positive_int
-from utils.config import CONFIG_NAME, load_config
+from utils.config import CONFIG_NAME, RunOptions, load_config
 from utils.device import move_to, select_device
+from utils.errors import UsageError
 from utils.logger import setup_logging
 from utils.progress import Progress
+from utils.rundir import make_dirs
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,21 @@ def build_eval_parser(description: str | None = None) -> argparse.ArgumentParser
     return parser
 
 
+def make_output_dir(path: Path) -> None:
+    """Create ``path`` for the evaluator's outputs; a UsageError unless it is a writable dir."""
+    try:
+        make_dirs(path)
+    except OSError as err:
+        reason = f"{err.strerror}: {err.filename}"
+    else:
+        if os.access(path, os.W_OK | os.X_OK):
+            return
+        reason = "no write permission"
+    raise UsageError(
+        f"--save_path {path}: cannot write there ({reason}); expected a writable directory"
+    )
+
+
 class EvaluatorBase:
     """Evaluates one checkpoint on the test split of the data it was trained on."""
 
@@ -55,11 +73,10 @@ class EvaluatorBase:
         self.opt = opt
         self.checkpoint_path = Path(opt.model_path)
         state = load_checkpoint(self.checkpoint_path)
-        options = load_config(self.checkpoint_path.parent / CONFIG_NAME)["options"]
+        config = self.checkpoint_path.parent / CONFIG_NAME
+        options = load_config(config)["options"]
         options.update({k: getattr(opt, k) for k in self.OVERRIDES if getattr(opt, k) is not None})
-        self.cfg = Namespace(**options)
-        self.save_path = Path(opt.save_path) if opt.save_path else self.checkpoint_path.parent
-        self.save_path.mkdir(parents=True, exist_ok=True)
+        self.cfg = RunOptions(config, options)
 
         self.device, _ = select_device(opt.gpu_devices)
         self.data = build_datasets(self.cfg)
@@ -67,6 +84,9 @@ class EvaluatorBase:
         self.model = build_model(self.cfg, self.data.input_shape, self.data.num_classes)
         load_model_state(self.model, state["model"], f"checkpoint {self.checkpoint_path}")
         self.model.to(self.device).eval()
+        # Last, so that bad input found above leaves no empty output directory behind.
+        self.save_path = Path(opt.save_path) if opt.save_path else self.checkpoint_path.parent
+        make_output_dir(self.save_path)
 
     # ----- hooks -----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import platform
 import socket
 import subprocess
 import sys
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,33 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
         raise UsageError(f"config {path} has no 'options' object; expected a run's config.json")
     return data
+
+
+class MissingOptionError(UsageError, AttributeError):
+    """An option missing from a run's config.
+
+    Also an AttributeError, so ``getattr(cfg, name, default)`` and ``hasattr`` keep working;
+    uncaught, it is a one-line UsageError.
+    """
+
+
+class RunOptions(Namespace):
+    """A run's saved options; reading one its config lacks names the option and the file.
+
+    A config written by an older trainer, or edited by hand, may miss an option that the
+    current code reads; that is bad input, not a bug, so it is not an AttributeError traceback.
+    """
+
+    __slots__ = ("_config",)
+
+    def __init__(self, config: str | Path, options: dict[str, Any]) -> None:
+        super().__init__(**options)
+        self._config = Path(config)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_config":  # copy/pickle probes, half-built objects
+            raise AttributeError(name)
+        raise MissingOptionError(
+            f"config {self._config} has no option {name!r}; expected a config.json written by "
+            "the current trainer"
+        )
