@@ -60,6 +60,22 @@ from utils.signals import GracefulStop, StopRequested
 
 log = logging.getLogger(__name__)
 
+# What TrainerBase.state_dict writes and a resume needs.
+STATE_KEYS = (
+    "model",
+    "optimizer",
+    "scheduler",
+    "stopper",
+    "epoch",
+    "batch_in_epoch",
+    "global_step",
+    "epoch_meters",
+    "epoch_skipped",
+    "metrics",
+    "config",
+    "rng",
+)
+
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The options every task shares; a task script changes defaults with ``set_defaults``."""
@@ -207,31 +223,22 @@ class TrainerBase:
         setup_logging()
         self.device, self.device_ids = select_device(opt.gpu_devices)
         seed_everything(opt.seed, opt.deterministic)
-        resume, self.resume_path, changes = None, None, []
-        if opt.resume:
-            self.resume_path = (
-                find_latest_checkpoint(opt.output_dir, opt.proj_name)
-                if opt.resume == "auto"
-                else Path(opt.resume)
-            )
-            resume = load_checkpoint(self.resume_path)
-            changes = check_resume_options(
-                self.resume_path, resume["config"], vars(opt), opt.allow_config_change
-            )
+        self.resume_path: Path | None = None
+        self.config_changes: list[tuple[str, Any, Any]] = []
+        resume = self.read_resume_checkpoint()
         # Data first: a wrong --data_dir then fails before an empty run dir is left behind.
         self.data = self.build_data()
         self.run_dir = self.resume_path.parent if self.resume_path else make_run_dir(opt.output_dir)
         setup_logging(self.run_dir / "train.log")
         if resume is None:
             save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
-        else:
-            for leftover in remove_partial_writes(self.run_dir):
-                log.info("removed %s, a save cut short when the run was killed", leftover.name)
-            if changes:
-                log.warning(
-                    "resuming with changed options (--allow_config_change):\n%s",
-                    format_table(changes, "checkpoint", "now"),
-                )
+        for leftover in remove_partial_writes(self.run_dir):
+            log.info("removed %s, a save cut short when the run was killed", leftover.name)
+        if self.config_changes:
+            log.warning(
+                "resuming with changed options (--allow_config_change):\n%s",
+                format_table(self.config_changes, "checkpoint", "now"),
+            )
 
         self.train_loader = build_loader(self.data.train, opt, shuffle=True, device=self.device)
         self.val_loader = build_loader(self.data.val, opt, shuffle=False, device=self.device)
@@ -261,6 +268,30 @@ class TrainerBase:
         # On resume, TensorBoard hides what the earlier process logged after this checkpoint.
         purge = self.global_step + 1 if resume else None
         self.writer = SummaryWriter(self.run_dir, purge_step=purge)
+
+    def read_resume_checkpoint(self) -> dict[str, Any] | None:
+        """The ``--resume`` checkpoint (``auto``: the project's newest), if its options fit.
+
+        Options that change the results must equal the checkpoint's unless
+        ``--allow_config_change``; the differences it lets through go to ``config_changes``.
+        """
+        if not self.opt.resume:
+            return None
+        self.resume_path = (
+            find_latest_checkpoint(self.opt.output_dir, self.opt.proj_name)
+            if self.opt.resume == "auto"
+            else Path(self.opt.resume)
+        )
+        state = load_checkpoint(self.resume_path)
+        if not isinstance(state.get("config"), dict):
+            raise UsageError(
+                f"--resume {self.resume_path}: no 'config' entry; expected a checkpoint written "
+                "by a trainer"
+            )
+        self.config_changes = check_resume_options(
+            self.resume_path, state["config"], vars(self.opt), self.opt.allow_config_change
+        )
+        return state
 
     # ----- hooks -----------------------------------------------------------------------------
 
@@ -527,6 +558,13 @@ class TrainerBase:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; a missing entry is one line naming it."""
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
+            raise UsageError(
+                f"checkpoint {self.resume_path} lacks {', '.join(missing)}; expected a "
+                "checkpoint written by this version of the trainer"
+            )
         load_model_state(self.model, state["model"], f"checkpoint {self.resume_path}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

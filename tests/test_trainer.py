@@ -11,6 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
+from utils.checkpoint import save_checkpoint
 from utils.errors import NonFiniteLossError, UsageError
 from utils.signals import StopRequested
 
@@ -324,3 +325,16 @@ def test_resume_removes_what_a_killed_save_left(tmp_path):
     assert (
         "removed .Vanilla_last_ckpt.pth.0123abcd.tmp" in (trainer.run_dir / "train.log").read_text()
     )
+
+
+def test_resume_from_a_weights_only_checkpoint_names_what_is_missing(tmp_path):
+    trainer = ToyTrainer(options(tmp_path, "--epochs", "1"))
+    trainer.train()
+    state = load(trainer.run_dir / "Vanilla_last_ckpt.pth")
+    partial = trainer.run_dir / "weights_only.pth"
+    save_checkpoint(partial, {"model": state["model"]})
+    with pytest.raises(UsageError, match="no 'config' entry; expected a checkpoint written by"):
+        ToyTrainer(options(tmp_path, "--epochs", "1", "--resume", str(partial)))
+    save_checkpoint(partial, {"model": state["model"], "config": state["config"]})
+    with pytest.raises(UsageError, match="lacks optimizer, scheduler, stopper"):
+        ToyTrainer(options(tmp_path, "--epochs", "1", "--resume", str(partial)))
