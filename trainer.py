@@ -283,10 +283,12 @@ class TrainerBase:
             else Path(self.opt.resume)
         )
         state = load_checkpoint(self.resume_path)
-        if not isinstance(state.get("config"), dict):
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
             raise UsageError(
-                f"--resume {self.resume_path}: no 'config' entry; expected a checkpoint written "
-                "by a trainer"
+                f"--resume {self.resume_path}: lacks {', '.join(missing)}; expected a checkpoint "
+                "written by this version of the trainer (weights alone can be evaluated, not "
+                "resumed)"
             )
         self.config_changes = check_resume_options(
             self.resume_path, state["config"], vars(self.opt), self.opt.allow_config_change
@@ -558,13 +560,7 @@ class TrainerBase:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; a missing entry is one line naming it."""
-        missing = [key for key in STATE_KEYS if key not in state]
-        if missing:
-            raise UsageError(
-                f"checkpoint {self.resume_path} lacks {', '.join(missing)}; expected a "
-                "checkpoint written by this version of the trainer"
-            )
+        """Restore what :meth:`state_dict` saved (checked for every entry on reading)."""
         load_model_state(self.model, state["model"], f"checkpoint {self.resume_path}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -68,8 +68,10 @@ def test_types_accept_values_in_range(func, text, expected):
         (positive_float, "0"),
         (positive_float, "-0.5"),
         (positive_float, "nan"),
+        (positive_float, "inf"),
         (non_negative_float, "-1e-9"),
         (non_negative_float, "nan"),
+        (non_negative_float, "inf"),
         (fraction, "0"),
         (fraction, "-0.1"),
         (fraction, "1.0000001"),
@@ -81,8 +83,23 @@ def test_types_accept_values_in_range(func, text, expected):
     ],
 )
 def test_types_refuse_values_out_of_range(func, text):
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError, match=f"^expected .*, got {text}$"):
         func(text)
+
+
+@pytest.mark.parametrize(
+    ("func", "text", "message"),
+    [
+        (positive_int, "ten", "expected an integer >= 1, got 'ten'"),
+        (positive_int, "1.5", "expected an integer >= 1, got '1.5'"),
+        (non_negative_float, "", "expected a finite number >= 0, got ''"),
+        (fraction, "half", "expected a number in (0, 1], got 'half'"),
+    ],
+)
+def test_types_say_what_they_expected_of_a_non_number(func, text, message):
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        func(text)
+    assert str(info.value) == message
 
 
 def test_parser_errors_are_one_line_and_exit_2(capsys):

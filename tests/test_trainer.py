@@ -333,8 +333,11 @@ def test_resume_from_a_weights_only_checkpoint_names_what_is_missing(tmp_path):
     state = load(trainer.run_dir / "Vanilla_last_ckpt.pth")
     partial = trainer.run_dir / "weights_only.pth"
     save_checkpoint(partial, {"model": state["model"]})
-    with pytest.raises(UsageError, match="no 'config' entry; expected a checkpoint written by"):
+    with pytest.raises(
+        UsageError, match=r"lacks optimizer, .*, config, rng; expected a checkpoint"
+    ):
         ToyTrainer(options(tmp_path, "--epochs", "1", "--resume", str(partial)))
-    save_checkpoint(partial, {"model": state["model"], "config": state["config"]})
-    with pytest.raises(UsageError, match="lacks optimizer, scheduler, stopper"):
+    save_checkpoint(partial, {key: value for key, value in state.items() if key != "rng"})
+    with pytest.raises(UsageError, match=r"weights_only.pth: lacks rng;"):
         ToyTrainer(options(tmp_path, "--epochs", "1", "--resume", str(partial)))
+    assert "weights_only" not in (trainer.run_dir / "train.log").read_text()

@@ -6,6 +6,7 @@ A checkpoint is a dict of tensors and plain containers, so it loads with
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise UsageError(f"checkpoint {path} not found; expected a .pth file written by a trainer")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # Foreign pickles make torch warn before it refuses them; the refusal says enough.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = UNSAFE_GLOBAL.search(str(err))
         if found is None:

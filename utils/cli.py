@@ -2,14 +2,16 @@
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from utils.errors import UsageError
 from utils.signals import StopRequested
 
 log = logging.getLogger(__name__)
+T = TypeVar("T", int, float)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -36,48 +38,32 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+def number_type(
+    convert: Callable[[str], T], accept: Callable[[T], bool], expected: str
+) -> Callable[[str], T]:
+    """An argparse ``type`` that parses with ``convert`` and refuses what ``accept`` does not.
+
+    Both a non-number and a number out of range say what was expected.
+    """
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A rate in (0, 1], such as a sample rate."""
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return value
-
-
-def open_fraction(text: str) -> float:
-    """A share in (0, 1), such as the validation ratio."""
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
-    return value
+positive_int = number_type(int, lambda v: v >= 1, "an integer >= 1")
+non_negative_int = number_type(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = number_type(float, lambda v: 0 < v < math.inf, "a finite number > 0")
+non_negative_float = number_type(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+fraction = number_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")  # sample rates
+open_fraction = number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)")  # split shares
 
 
 def run_main(main: Callable[[], object]) -> None:
