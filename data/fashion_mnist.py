@@ -4,12 +4,15 @@ import contextlib
 import io
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch.utils.data import Subset
-from torchvision import datasets, transforms
 
 from data.splits import DataSplits, split_indices, subsample_indices
 from utils.errors import UsageError
+
+if TYPE_CHECKING:
+    from torchvision.datasets import FashionMNIST
 
 MEAN, STD = (0.2860,), (0.3530,)
 FILES = (
@@ -20,8 +23,11 @@ FILES = (
 )
 
 
-def load_split(root: Path, train: bool) -> datasets.FashionMNIST:
+def load_split(root: Path, train: bool) -> "FashionMNIST":
     """The official train or test set under ``root/FashionMNIST``, downloaded if missing."""
+    # Imported here: torchvision takes a second to import, which runs on other data skip.
+    from torchvision import datasets, transforms
+
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     raw = root / "FashionMNIST" / "raw"
     made = [level for level in (raw, *raw.parents) if not level.exists()]

@@ -1,5 +1,6 @@
 """The run's JSON config: options plus the environment they ran in, read back by evaluators."""
 
+import importlib.metadata
 import json
 import platform
 import socket
@@ -38,12 +39,10 @@ def git_commit(repo: Path) -> str | None:
 
 def environment_info(device: torch.device) -> dict[str, Any]:
     """What a run depends on besides its options: versions, device, host, command, commit."""
-    import torchvision
-
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),
         "cuda": torch.version.cuda,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
