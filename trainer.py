@@ -590,7 +590,7 @@ class TrainerBase:
         stopped = isinstance(exc, StopRequested | KeyboardInterrupt)
         log.log(
             logging.WARNING if stopped else logging.ERROR,
-            "%s at epoch %d, batch %d (step %d); saved %s\ncontinue with: %s",
+            "%s in epoch %d after batch %d (step %d); saved %s\ncontinue with: %s",
             exc if isinstance(exc, StopRequested) else type(exc).__name__,
             self.epoch + 1,
             self.batch_in_epoch,
