@@ -41,6 +41,7 @@ from utils.cli import (
     positive_float,
     positive_int,
     str2bool,
+    zero_to_one,
 )
 from utils.clipper import GradClipper
 from utils.config import CONFIG_NAME, environment_info, save_config
@@ -120,6 +121,27 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     optim.add_argument(
         "--clip_grad_value", type=positive_float, default=None, help="max absolute gradient"
     )
+    optim.add_argument(
+        "--label_smoothing", type=zero_to_one, default=0.0, help="cross-entropy smoothing"
+    )
+    optim.add_argument(
+        "--accum_steps",
+        type=positive_int,
+        default=1,
+        help="batches whose gradients add up to one optimizer step",
+    )
+
+    speed = parser.add_argument_group("speed")
+    speed.add_argument(
+        "--amp",
+        default="off",
+        choices=["off", "bf16", "fp16"],
+        help="mixed precision autocast; fp16 adds a GradScaler",
+    )
+    speed.add_argument(
+        "--channels_last", type=str2bool, default=False, help="NHWC memory format for conv models"
+    )
+    speed.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model")
 
     model = parser.add_argument_group("conv models (UNet, UNetpp)")
     model.add_argument(
@@ -180,6 +202,13 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
 
     data = parser.add_argument_group("data")
+    data.add_argument(
+        "--in_memory",
+        type=str2bool,
+        default=True,
+        help="hold a dataset that offers it (FashionMNIST) as one uint8 tensor on the device and "
+        "batch it by index; False: torchvision's per-sample DataLoader",
+    )
     data.add_argument("--num_workers", type=non_negative_int, default=2, help="loader processes")
     data.add_argument(
         "--val_ratio", type=open_fraction, default=0.1, help="share of train data held for val"
@@ -306,8 +335,8 @@ class TrainerBase:
         return build_model(self.opt, self.data.input_shape, self.data.num_classes)
 
     def build_loss(self) -> nn.Module:
-        """The training criterion; cross-entropy unless a task says otherwise."""
-        return nn.CrossEntropyLoss()
+        """The training criterion; cross-entropy (with ``--label_smoothing``) by default."""
+        return nn.CrossEntropyLoss(label_smoothing=self.opt.label_smoothing)
 
     def compute_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.criterion(outputs, targets)

@@ -64,6 +64,7 @@ positive_float = number_type(float, lambda v: 0 < v < math.inf, "a finite number
 non_negative_float = number_type(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 fraction = number_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")  # sample rates
 open_fraction = number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)")  # split shares
+zero_to_one = number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")  # label smoothing
 
 
 def run_main(main: Callable[[], object]) -> None:
