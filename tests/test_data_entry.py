@@ -8,7 +8,6 @@ from torch.utils.data import TensorDataset
 
 from data.data_entry import DATASETS, build_datasets, build_loader
 from data.fashion_mnist import build_fashion_mnist
-from data.sampler import ResumableSampler
 from data.splits import split_indices, subsample_indices
 from utils.errors import UsageError
 
@@ -48,18 +47,6 @@ def test_split_is_a_seeded_partition():
     assert sorted(train + val) == indices
     assert (train, val) == split_indices(indices, 0.25, seed=1)
     assert val != split_indices(indices, 0.25, seed=2)[1]
-
-
-def test_sampler_order_depends_on_seed_and_epoch_and_resumes_mid_epoch():
-    sampler = ResumableSampler(20, seed=5)
-    sampler.set_epoch(0)
-    epoch0 = list(sampler)
-    sampler.set_epoch(1)
-    epoch1 = list(sampler)
-    assert sorted(epoch0) == list(range(20)) and epoch0 != epoch1
-    sampler.set_epoch(0, start=7)
-    assert list(sampler) == epoch0[7:] and len(sampler) == 13
-    assert list(ResumableSampler(5, seed=5, shuffle=False)) == [0, 1, 2, 3, 4]
 
 
 def test_loader_batches_follow_the_sampler_without_touching_global_rng():
