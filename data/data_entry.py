@@ -1,4 +1,4 @@
-"""Pick a dataset by ``--data_type`` and wrap its splits in DataLoaders.
+"""Pick a dataset by ``--data_type`` and wrap its splits in loaders.
 
 Adding a dataset: write ``data/<name>.py`` with a ``build_<name>(opt) -> DataSplits`` function
 and add one line to ``DATASETS`` below.
@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data.carvana import build_carvana
 from data.fashion_mnist import build_fashion_mnist
+from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataSplits
 from utils.registry import lookup
@@ -33,17 +34,29 @@ def build_loader(
     opt: Namespace,
     shuffle: bool,
     device: torch.device,
-) -> DataLoader:
-    """A DataLoader over ``dataset`` whose order is a :class:`ResumableSampler` of ``opt.seed``.
+    num_replicas: int = 1,
+    rank: int = 0,
+    pad: bool = False,
+) -> DataLoader | MemoryLoader:
+    """Batches of ``dataset`` in the order of a :class:`ResumableSampler` of ``opt.seed``.
 
-    The loader's own generator seeds its workers, so iterating it never draws from the global
-    torch RNG that the model's dropout uses: a resumed run replays the same random numbers.
+    A :class:`TensorSplit` gets a :class:`MemoryLoader`: the split moves to ``device`` once and
+    batches are gathered there (``num_workers`` does not apply). Any other dataset gets a
+    DataLoader whose own generator seeds its workers, so iterating it never draws from the
+    global torch RNG that the model's dropout uses: a resumed run replays the same random
+    numbers. For DDP, ``num_replicas`` and ``rank`` shard the order; ``pad`` (training) makes
+    every rank's shard equally long by wrapping around (see :class:`ResumableSampler`).
     """
+    sampler = ResumableSampler(
+        len(dataset), seed=opt.seed, shuffle=shuffle, num_replicas=num_replicas, rank=rank, pad=pad
+    )
+    if isinstance(dataset, TensorSplit):
+        return MemoryLoader(dataset, opt.batch_size, sampler, device)
     workers = opt.num_workers
     return DataLoader(
         dataset,
         batch_size=opt.batch_size,
-        sampler=ResumableSampler(len(dataset), seed=opt.seed, shuffle=shuffle),
+        sampler=sampler,
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=seed_worker if workers > 0 else None,

@@ -1,4 +1,9 @@
-"""FashionMNIST through torchvision: a seeded train/val split of the 60k set, the 10k test set."""
+"""FashionMNIST through torchvision: a seeded train/val split of the 60k set, the 10k test set.
+
+By default (``--in_memory True``) each split is a :class:`TensorSplit` of the uint8 images that
+torchvision has already loaded, batched on the device by ``MemoryLoader``; ``--in_memory False``
+keeps torchvision's per-sample path (PIL image, ``ToTensor``, ``Normalize`` per sample).
+"""
 
 import contextlib
 import io
@@ -6,8 +11,10 @@ from argparse import Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from torch.utils.data import Subset
 
+from data.memory import TensorSplit
 from data.splits import DataSplits, split_indices, subsample_indices
 from utils.errors import UsageError
 
@@ -56,10 +63,18 @@ def remove_empty_dirs(paths: list[Path]) -> None:
             return
 
 
+def in_memory_split(source: "FashionMNIST", indices: list[int]) -> TensorSplit:
+    """The samples ``indices`` of ``source`` as one uint8 ``[N, 1, 28, 28]`` tensor split."""
+    index = torch.tensor(indices, dtype=torch.long)
+    return TensorSplit(source.data[index].unsqueeze(1), source.targets[index], MEAN, STD)
+
+
 def build_fashion_mnist(opt: Namespace) -> DataSplits:
     """Train/val from the official train set (split by ``val_ratio``), test = official test set.
 
-    ``train_val_sample_rate`` / ``test_sample_rate`` keep a seeded share for quick runs.
+    ``train_val_sample_rate`` / ``test_sample_rate`` keep a seeded share for quick runs. Both
+    paths (``opt.in_memory``) hold the same samples in the same order; a config written before
+    the option existed gets the default, in memory.
     """
     root = Path(opt.data_dir)
     train_pool = load_split(root, train=True)
@@ -67,10 +82,11 @@ def build_fashion_mnist(opt: Namespace) -> DataSplits:
     pool = subsample_indices(len(train_pool), opt.train_val_sample_rate, opt.seed)
     train_idx, val_idx = split_indices(pool, opt.val_ratio, opt.seed)
     test_idx = subsample_indices(len(test_set), opt.test_sample_rate, opt.seed)
+    split = in_memory_split if getattr(opt, "in_memory", True) else Subset
     return DataSplits(
-        train=Subset(train_pool, train_idx),
-        val=Subset(train_pool, val_idx),
-        test=Subset(test_set, test_idx),
+        train=split(train_pool, train_idx),
+        val=split(train_pool, val_idx),
+        test=split(test_set, test_idx),
         input_shape=(1, 28, 28),
         num_classes=len(train_pool.classes),
         class_names=list(train_pool.classes),

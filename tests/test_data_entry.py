@@ -1,13 +1,15 @@
-"""Dataset selection, seeded splits, the resumable sampler, loaders and FashionMNIST loading."""
+"""Dataset selection, seeded splits, the two kinds of loader and FashionMNIST loading."""
 
 from argparse import Namespace
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from data.data_entry import DATASETS, build_datasets, build_loader
-from data.fashion_mnist import build_fashion_mnist
+from data.fashion_mnist import MEAN, STD, build_fashion_mnist
+from data.memory import MemoryLoader, TensorSplit
+from data.sampler import ResumableSampler
 from data.splits import split_indices, subsample_indices
 from utils.errors import UsageError
 
@@ -61,6 +63,40 @@ def test_loader_batches_follow_the_sampler_without_touching_global_rng():
     assert [len(y) for _, y in loader] == [4, 4, 2]
 
 
+def test_a_tensor_split_gets_a_memory_loader_in_the_dataloader_order():
+    images = torch.randint(0, 256, (10, 1, 3, 3), dtype=torch.uint8)
+    split = TensorSplit(images, torch.arange(10), (0.5,), (0.2,))
+    opt = Namespace(batch_size=4, num_workers=2, seed=3)  # no workers for a MemoryLoader
+    memory = build_loader(split, opt, shuffle=True, device=torch.device("cpu"))
+    per_sample = DataLoader(split, batch_size=4, sampler=ResumableSampler(10, seed=3))
+    assert isinstance(memory, MemoryLoader) and memory.batch_size == 4 and len(memory) == 3
+    for (x, y), (x_ref, y_ref) in zip(memory, per_sample, strict=True):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_loader_shards_for_ddp(in_memory):
+    if in_memory:
+        data = TensorSplit(
+            torch.zeros(10, 1, 1, 1, dtype=torch.uint8), torch.arange(10), (0,), (1,)
+        )
+    else:
+        data = TensorDataset(torch.zeros(10), torch.arange(10))
+    opt = Namespace(batch_size=2, num_workers=0, seed=0)
+    cpu = torch.device("cpu")
+
+    def labels(**shard):
+        loader = build_loader(data, opt, shuffle=True, device=cpu, num_replicas=4, **shard)
+        return len(loader), torch.cat([y for _, y in loader]).tolist()
+
+    unpadded = [labels(rank=r) for r in range(4)]
+    assert [n for n, _ in unpadded] == [2, 2, 1, 1]
+    assert sorted(i for _, part in unpadded for i in part) == list(range(10))
+    padded = [labels(rank=r, pad=True) for r in range(4)]
+    assert [(n, len(part)) for n, part in padded] == [(2, 3)] * 4
+    assert set(i for _, part in padded for i in part) == set(range(10))
+
+
 def test_fashion_mnist_missing_offline_is_one_clear_line(tmp_path, monkeypatch):
     # A closed local port as proxy makes the download fail at once on any machine.
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
@@ -74,9 +110,9 @@ def test_fashion_mnist_missing_offline_is_one_clear_line(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_splits(fashion_mnist_root):
-    data = build_fashion_mnist(fashion_opt(fashion_mnist_root))
+    data = build_fashion_mnist(fashion_opt(fashion_mnist_root, in_memory=True))
     assert (len(data.train), len(data.val), len(data.test)) == (54000, 6000, 10000)
-    assert set(data.train.indices).isdisjoint(data.val.indices)
+    assert isinstance(data.train, TensorSplit)
     image, label = data.train[0]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
     assert 0 <= label < 10 and data.num_classes == 10 and len(data.class_names) == 10
@@ -84,7 +120,37 @@ def test_fashion_mnist_splits(fashion_mnist_root):
         fashion_opt(fashion_mnist_root, train_val_sample_rate=0.01, test_sample_rate=0.1)
     )
     assert (len(small.train), len(small.val), len(small.test)) == (540, 60, 1000)
+    assert isinstance(small.test, TensorSplit)  # options from before --in_memory: the default
     again = build_fashion_mnist(
         fashion_opt(fashion_mnist_root, train_val_sample_rate=0.01, test_sample_rate=0.1)
     )
-    assert small.val.indices == again.val.indices
+    assert torch.equal(small.val.images, again.val.images)
+
+
+def test_fashion_mnist_in_memory_holds_the_per_sample_splits(fashion_mnist_root):
+    """The same samples in the same order: pixels and labels in full, values on a share."""
+    memory = build_fashion_mnist(fashion_opt(fashion_mnist_root, in_memory=True))
+    per_sample = build_fashion_mnist(fashion_opt(fashion_mnist_root, in_memory=False))
+    assert isinstance(per_sample.train, Subset)
+    assert set(per_sample.train.indices).isdisjoint(per_sample.val.indices)
+    for name in ("train", "val", "test"):
+        split, subset = getattr(memory, name), getattr(per_sample, name)
+        pool = subset.dataset
+        assert split.images.shape == (len(subset), 1, 28, 28)
+        assert torch.equal(split.images[:, 0], pool.data[subset.indices])
+        assert torch.equal(split.targets, pool.targets[subset.indices])
+        assert (split.mean, split.std) == (MEAN, STD)
+
+    opt = fashion_opt(fashion_mnist_root, train_val_sample_rate=0.05, test_sample_rate=0.1)
+    memory = build_fashion_mnist(Namespace(**vars(opt), in_memory=True))
+    per_sample = build_fashion_mnist(Namespace(**vars(opt), in_memory=False))
+    loader_opt = Namespace(batch_size=500, num_workers=0, seed=0)
+    cpu = torch.device("cpu")
+    for name in ("train", "val", "test"):
+        fast = build_loader(getattr(memory, name), loader_opt, shuffle=True, device=cpu)
+        slow = build_loader(getattr(per_sample, name), loader_opt, shuffle=True, device=cpu)
+        assert isinstance(fast, MemoryLoader) and isinstance(slow, DataLoader)
+        assert len(fast) == len(slow)
+        for (x, y), (x_ref, y_ref) in zip(fast, slow, strict=True):
+            torch.testing.assert_close(x, x_ref, rtol=0, atol=1e-5)
+            assert torch.equal(y, y_ref)
