@@ -7,23 +7,31 @@ A task subclasses TrainerBase, overrides only the hooks that differ (``build_los
     parser.set_defaults(model_type="Vanilla", data_type="FashionMNIST", monitor="val_acc")
     MyTrainer(parser.parse_args()).train()
 
-Per run: select device(s) -> seed -> data -> new timestamped run dir (or, with ``--resume``,
-the checkpoint's own) -> config.json + train.log -> model, loss, optimizer, scheduler, clipper,
-early stopper, TensorBoard -> epochs of train_one_epoch -> validate -> log -> best/last
-checkpoints -> early-stop check. SIGTERM/SIGINT, exceptions and non-finite losses end the run
-with a checkpoint from which ``--resume`` continues exactly.
+Per run: select device(s) (one per process under torchrun) -> seed -> data -> new timestamped
+run dir (or, with ``--resume``, the checkpoint's own) -> config.json + train.log -> model
+(channels_last, DDP/DataParallel, torch.compile), loss, optimizer, scheduler, AMP scaler,
+clipper, early stopper, TensorBoard -> epochs of train_one_epoch -> validate -> log -> best/last
+checkpoints -> early-stop check. SIGTERM/SIGINT and exceptions end the run with a checkpoint
+from which ``--resume`` continues; a non-finite loss stops it (or skips the batch).
+
+The hot path never waits for the device for book-keeping: meters add up on the device and are
+read only when a progress line or the epoch summary shows them.
 """
 
 import argparse
+import contextlib
 import logging
 import math
+import signal
 import time
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
 from data.data_entry import DATASETS, build_datasets, build_loader
@@ -47,6 +55,7 @@ from utils.clipper import GradClipper
 from utils.config import CONFIG_NAME, environment_info, save_config
 from utils.configcmp import format_table
 from utils.device import move_to, select_device
+from utils.distributed import all_ranks, any_rank, broadcast_object, init_distributed
 from utils.earlystopper import EarlyStopper
 from utils.errors import NonFiniteLossError, UsageError
 from utils.logger import setup_logging
@@ -75,7 +84,10 @@ STATE_KEYS = (
     "metrics",
     "config",
     "rng",
+    "scaler",
 )
+# Under DDP, how often (in optimizer steps) the ranks agree on whether a stop signal arrived.
+STOP_SYNC_STEPS = 10
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -249,41 +261,53 @@ class TrainerBase:
 
     def __init__(self, opt: Namespace) -> None:
         self.opt = opt
-        setup_logging()
-        self.device, self.device_ids = select_device(opt.gpu_devices)
-        seed_everything(opt.seed, opt.deterministic)
+        self.dist, dist_device = init_distributed(opt.gpu_devices)
+        setup_logging(level=logging.INFO if self.dist.is_main else logging.WARNING)
+        if dist_device is None:
+            self.device, self.device_ids = select_device(opt.gpu_devices)
+        else:
+            self.device = dist_device
+            self.device_ids = [dist_device.index] if dist_device.type == "cuda" else []
+        seed_everything(opt.seed + self.dist.rank, opt.deterministic)
         self.resume_path: Path | None = None
         self.config_changes: list[tuple[str, Any, Any]] = []
         resume = self.read_resume_checkpoint()
         # Data first: a wrong --data_dir then fails before an empty run dir is left behind.
         self.data = self.build_data()
-        self.run_dir = self.resume_path.parent if self.resume_path else make_run_dir(opt.output_dir)
-        setup_logging(self.run_dir / "train.log")
-        if resume is None:
-            save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
-        for leftover in remove_partial_writes(self.run_dir):
-            log.info("removed %s, a save cut short when the run was killed", leftover.name)
-        if self.config_changes:
-            log.warning(
-                "resuming with changed options (--allow_config_change):\n%s",
-                format_table(self.config_changes, "checkpoint", "now"),
-            )
+        self.run_dir = self.open_run_dir()
+        if self.dist.is_main:
+            setup_logging(self.run_dir / "train.log")
+            if resume is None:
+                save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
+            for leftover in remove_partial_writes(self.run_dir):
+                log.info("removed %s, a save cut short when the run was killed", leftover.name)
+            if self.config_changes:
+                log.warning(
+                    "resuming with changed options (--allow_config_change):\n%s",
+                    format_table(self.config_changes, "checkpoint", "now"),
+                )
 
-        self.train_loader = build_loader(self.data.train, opt, shuffle=True, device=self.device)
-        self.val_loader = build_loader(self.data.val, opt, shuffle=False, device=self.device)
-        self.model = self.wrap_model(self.build_model().to(self.device))
+        self.train_loader = self.build_loader(self.data.train, train=True)
+        self.val_loader = self.build_loader(self.data.val, train=False)
+        self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
+        self.net = self.prepare_model(self.build_model())
+        self.model = self.wrap_model(self.net)
         self.criterion = self.build_loss().to(self.device)
         self.optimizer = build_optimizer(self.model, opt)
-        self.scheduler = build_scheduler(self.optimizer, opt, len(self.train_loader))
+        self.scheduler = build_scheduler(
+            self.optimizer, opt, math.ceil(self.steps_per_epoch / opt.accum_steps)
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16")
         self.clipper = GradClipper(opt.clip_grad_norm, opt.clip_grad_value)
         self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
         self.stop_signal = GracefulStop()
 
         self.epoch = 0  # epochs completed
         self.batch_in_epoch = 0  # batches of the epoch in progress completed
-        self.global_step = 0
+        self.global_step = 0  # batches completed
         self.epoch_meters = MeterGroup()  # training averages of the epoch in progress
         self.epoch_skipped = 0  # batches of the epoch in progress skipped for a non-finite loss
+        self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
         self.metrics: dict[str, float] = {}
         if resume is not None:
             self.load_state_dict(resume)
@@ -296,7 +320,7 @@ class TrainerBase:
             )
         # On resume, TensorBoard hides what the earlier process logged after this checkpoint.
         purge = self.global_step + 1 if resume else None
-        self.writer = SummaryWriter(self.run_dir, purge_step=purge)
+        self.writer = SummaryWriter(self.run_dir, purge_step=purge) if self.dist.is_main else None
 
     def read_resume_checkpoint(self) -> dict[str, Any] | None:
         """The ``--resume`` checkpoint (``auto``: the project's newest), if its options fit.
@@ -306,11 +330,11 @@ class TrainerBase:
         """
         if not self.opt.resume:
             return None
-        self.resume_path = (
-            find_latest_checkpoint(self.opt.output_dir, self.opt.proj_name)
-            if self.opt.resume == "auto"
-            else Path(self.opt.resume)
-        )
+        if self.opt.resume != "auto":
+            self.resume_path = Path(self.opt.resume)
+        elif self.dist.is_main:
+            self.resume_path = find_latest_checkpoint(self.opt.output_dir, self.opt.proj_name)
+        self.resume_path = broadcast_object(self.resume_path, self.dist)
         state = load_checkpoint(self.resume_path)
         missing = [key for key in STATE_KEYS if key not in state]
         if missing:
@@ -323,6 +347,13 @@ class TrainerBase:
             self.resume_path, state["config"], vars(self.opt), self.opt.allow_config_change
         )
         return state
+
+    def open_run_dir(self) -> Path:
+        """The checkpoint's run dir on resume, else a new one that rank 0 creates."""
+        if self.resume_path is not None:
+            return self.resume_path.parent
+        run_dir = make_run_dir(self.opt.output_dir) if self.dist.is_main else None
+        return broadcast_object(run_dir, self.dist)
 
     # ----- hooks -----------------------------------------------------------------------------
 
@@ -341,8 +372,12 @@ class TrainerBase:
     def compute_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.criterion(outputs, targets)
 
-    def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
-        """Per-sample means over one batch (e.g. ``{"acc": 0.91}``); the loss is added for you."""
+    def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor | float]:
+        """Per-sample means over one batch (e.g. ``{"acc": ...}``); the loss is added for you.
+
+        Return 0-dim tensors rather than floats: ``.item()`` would make every step wait for
+        the device, while the meters read them only when something is shown.
+        """
         return {}
 
     def augment(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -360,19 +395,23 @@ class TrainerBase:
         """Write example images to TensorBoard; called every ``--log_images_every`` epochs."""
 
     def train_step(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """One optimisation step; returns the detached loss and the outputs.
+        """One batch: forward and loss under ``--amp``, backward, and the optimizer step once
+        every ``--accum_steps`` batches. Returns the detached loss and the outputs.
 
-        An override should call ``check_loss`` before ``backward`` and skip the update when it
-        returns False, as here, so that a non-finite loss never reaches the weights.
+        An override should call ``check_loss`` before ``backward`` and skip it when that
+        returns False, as here, so that ``--nonfinite`` keeps working.
         """
-        outputs = self.model(inputs)
-        loss = self.compute_loss(outputs, targets)
+        with self.autocast():
+            outputs = self.model(inputs)
+            loss = self.compute_loss(outputs, targets)
+        ends_cycle = self.cycle_ends_at(self.batch_in_epoch + 1)
         if self.check_loss(loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.clipper(self.model.parameters())
-            self.optimizer.step()
-        self.scheduler.step()  # skipped batches keep their place in the schedule
+            # DDP: average gradients across ranks only once a cycle, not every batch.
+            sync = ends_cycle or not isinstance(self.model, DistributedDataParallel)
+            with contextlib.nullcontext() if sync else self.model.no_sync():
+                self.scaler.scale(loss / self.opt.accum_steps).backward()
+        if ends_cycle:
+            self.optimizer_step()
         return loss.detach(), outputs
 
     # ----- the loop --------------------------------------------------------------------------
@@ -380,22 +419,26 @@ class TrainerBase:
     def train(self) -> dict[str, float]:
         """Train until ``--epochs`` or early stopping; return the last epoch's metrics.
 
-        SIGTERM and SIGINT stop after the current step. Any exception, a stop signal included,
-        first writes an interrupt checkpoint and logs the command that continues the run, then
-        propagates.
+        SIGTERM and SIGINT stop after the current optimizer step. Any exception, a stop signal
+        included, first writes an interrupt checkpoint and logs the command that continues
+        the run, then propagates.
         """
-        self.log_start()
+        if self.dist.is_main:
+            self.log_start()
         self.check_monitor()
         try:
             with self.stop_signal:
                 while self.epoch < self.opt.epochs and not self.stopper.should_stop:
                     self.train_epoch_and_validate()
-                    self.stop_signal.check()
+                    self.check_stop(now=True)
         except BaseException as exc:
             self.save_interrupt_checkpoint(exc)
             raise
         finally:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
+            if self.dist.enabled:
+                dist.destroy_process_group()
         if self.stopper.should_stop:
             log.info(
                 "early stop: %s has not improved for %d epochs",
@@ -411,6 +454,7 @@ class TrainerBase:
         """One epoch of training and validation with logging and checkpoints."""
         start = time.perf_counter()
         train = self.train_one_epoch()
+        self.raise_if_nonfinite()
         val = self.validate()
         self.metrics = {
             **{f"train_{k}": v for k, v in train.items()},
@@ -425,10 +469,11 @@ class TrainerBase:
         self.epoch_meters = MeterGroup()
         self.epoch_skipped = 0
         improved = self.stopper.step(self.metrics[self.opt.monitor])
-        self.log_epoch(improved)
-        every = self.opt.log_images_every
-        if every and self.epoch % every == 0:
-            self.log_images()
+        if self.dist.is_main:
+            self.log_epoch(improved)
+            every = self.opt.log_images_every
+            if every and self.epoch % every == 0:
+                self.log_images()
         # Best before last: a kill between the two leaves last behind, never best.
         if improved:
             self.save("best")
@@ -442,86 +487,116 @@ class TrainerBase:
         )
         every = self.opt.save_every_n_steps
         progress = Progress(
-            self.train_loader, len(self.train_loader), f"epoch {self.epoch + 1}/{self.opt.epochs}"
+            self.train_loader,
+            len(self.train_loader),
+            f"epoch {self.epoch + 1}/{self.opt.epochs}",
+            enabled=self.dist.is_main,
         )
         for step, batch in enumerate(progress, start=1):
-            inputs, targets = self.augment(*move_to(batch, self.device))
+            inputs, targets = self.augment(*self.to_device(batch))
+            skipped = self.epoch_skipped
             loss, outputs = self.train_step(inputs, targets)
             self.batch_in_epoch += 1
             self.global_step += 1
-            stats = self.batch_stats(loss, outputs, targets)
-            if math.isfinite(stats["loss"]):
-                self.epoch_meters.update(stats, len(targets))
-            running = self.epoch_meters.averages().get("loss", math.nan)
-            progress.update(step, len(targets), loss=running, lr=self.lr)
-            if every and self.global_step % every == 0:
-                self.save("last")
-            self.stop_signal.check()
+            if self.epoch_skipped == skipped:
+                self.epoch_meters.update(self.batch_stats(loss, outputs, targets), len(targets))
+            if progress.update(step, len(targets), self.running_stats):
+                self.raise_if_nonfinite()  # the host has just waited for the device anyway
+            if self.cycle_ends_at(self.batch_in_epoch):  # a consistent state to stop or save
+                if every and self.global_step % every == 0:
+                    self.save("last")
+                self.check_stop()
         if "loss" not in self.epoch_meters.meters:
             raise NonFiniteLossError(
                 f"every batch of epoch {self.epoch + 1} had a non-finite loss; lower --lr or "
                 "clip gradients (--clip_grad_norm)"
             )
-        return self.epoch_meters.averages()
+        return self.epoch_meters.global_averages(self.device)
 
     @torch.inference_mode()
     def validate(self, max_batches: int | None = None) -> dict[str, float]:
-        """Loss and metrics over the validation split (or its first ``max_batches``)."""
-        self.model.eval()
+        """Loss and metrics over the validation split (or its first ``max_batches``).
+
+        Under DDP each rank evaluates its own shard with the bare model (no collectives per
+        batch) and the sums are reduced across ranks at the end.
+        """
+        model = self.net if self.dist.enabled else self.model
+        model.eval()
         meters = MeterGroup()
         total = min(len(self.val_loader), max_batches or len(self.val_loader))
-        progress = Progress(self.val_loader, total, "validate", lines=0)
+        progress = Progress(self.val_loader, total, "validate", enabled=False)
         for step, batch in enumerate(progress, start=1):
-            inputs, targets = move_to(batch, self.device)
-            outputs = self.model(inputs)
-            loss = self.compute_loss(outputs, targets)
+            inputs, targets = self.to_device(batch)
+            with self.autocast():
+                outputs = model(inputs)
+                loss = self.compute_loss(outputs, targets)
             meters.update(self.batch_stats(loss, outputs, targets), len(targets))
-            progress.update(step, len(targets), loss=meters.meters["loss"].avg)
             if step == total:
                 break
-        return meters.averages()
+        return meters.global_averages(self.device)
 
-    def batch_stats(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, float]:
-        """The loss and the task's metrics of one batch, computed without autograd."""
+    def batch_stats(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Any]:
+        """The loss and the task's metrics of one batch, without autograd or waiting."""
         with torch.no_grad():
-            return {"loss": loss.item(), **self.compute_metrics(outputs, targets)}
+            return {"loss": loss, **self.compute_metrics(outputs, targets)}
+
+    def running_stats(self) -> dict[str, float]:
+        """What the progress bar shows: the epoch's running loss and the learning rate."""
+        loss = self.epoch_meters.meters.get("loss")
+        return {"loss": loss.avg if loss else math.nan, "lr": self.lr}
+
+    # ----- checks ----------------------------------------------------------------------------
 
     def check_loss(self, loss: Tensor) -> bool:
-        """True if ``loss`` is finite. Otherwise ``--nonfinite stop`` raises, naming the step,
-        before the weights change; ``--nonfinite skip`` counts the batch and returns False.
+        """Whether to learn from ``loss``.
+
+        ``--nonfinite stop`` notes a NaN/inf on the device without waiting for it; the run
+        stops at the next point where the host reads the device anyway (a progress line, a
+        save, the epoch end), before anything is saved. ``--nonfinite skip`` has to wait for
+        the device to decide (agreed across DDP ranks); it counts the batch and returns False.
         """
-        if torch.isfinite(loss).all():
-            return True
-        where = (
-            f"epoch {self.epoch + 1}, batch {self.batch_in_epoch + 1} (step {self.global_step + 1})"
-        )
+        finite = torch.isfinite(loss).all()
         if self.opt.nonfinite == "stop":
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at {where}; the weights before this "
-                "batch are kept. Lower --lr, clip gradients (--clip_grad_norm) or pass "
-                "--nonfinite skip"
-            )
+            unseen = self.first_nonfinite < 0
+            self.first_nonfinite.masked_fill_(~finite & unseen, self.global_step + 1)
+            return True
+        if all_ranks(bool(finite), self.dist, self.device):
+            return True
         self.epoch_skipped += 1
         if self.epoch_skipped <= 3:
             log.warning(
-                "non-finite training loss at %s: batch skipped (%d this epoch)",
-                where,
+                "non-finite training loss at epoch %d, batch %d (step %d): batch skipped "
+                "(%d this epoch)",
+                self.epoch + 1,
+                self.batch_in_epoch + 1,
+                self.global_step + 1,
                 self.epoch_skipped,
             )
         return False
 
-    # ----- helpers ---------------------------------------------------------------------------
+    def raise_if_nonfinite(self) -> None:
+        """Stop with one line naming the first batch whose loss was NaN or infinite."""
+        step = int(self.first_nonfinite)
+        if step < 0:
+            return
+        epoch, batch = divmod(step - 1, self.steps_per_epoch)
+        raise NonFiniteLossError(
+            f"non-finite training loss at epoch {epoch + 1}, batch {batch + 1} (step {step}); "
+            "the checkpoints written before it are kept. Lower --lr, clip gradients "
+            "(--clip_grad_norm) or pass --nonfinite skip"
+        )
 
-    @property
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
-    def wrap_model(self, model: nn.Module) -> nn.Module:
-        """DataParallel over the selected GPUs when there is more than one."""
-        if len(self.device_ids) > 1:
-            log.info("DataParallel over GPUs %s", self.device_ids)
-            return nn.DataParallel(model, device_ids=self.device_ids)
-        return model
+    def check_stop(self, now: bool = False) -> None:
+        """Raise :class:`StopRequested` once SIGTERM/SIGINT arrived; under DDP on every rank
+        together, agreed every ``STOP_SYNC_STEPS`` optimizer steps or ``now``."""
+        if not self.dist.enabled:
+            self.stop_signal.check()
+            return
+        steps = self.global_step // self.opt.accum_steps
+        if now or steps % STOP_SYNC_STEPS == 0:
+            received = self.stop_signal.signum is not None
+            if any_rank(received, self.dist, self.device):
+                raise StopRequested(self.stop_signal.signum or signal.SIGTERM)
 
     def check_monitor(self) -> None:
         """Validate two batches before training, so a wrong ``--monitor`` fails in seconds."""
@@ -534,9 +609,73 @@ class TrainerBase:
                 f"--monitor {self.opt.monitor}: not a metric of this task; known: {known}"
             )
 
+    # ----- helpers ---------------------------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def build_loader(self, dataset: Any, train: bool) -> Any:
+        """A loader over this rank's shard; training shards are padded to equal length."""
+        return build_loader(
+            dataset,
+            self.opt,
+            shuffle=train,
+            device=self.device,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            pad=train,
+        )
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """On the device, in ``--channels_last`` memory format, through ``torch.compile``."""
+        model = model.to(self.device)
+        if self.opt.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return torch.compile(model) if self.opt.compile else model
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """DDP under torchrun, DataParallel over several ``--gpu_devices``, else the model."""
+        if self.dist.enabled:
+            return DistributedDataParallel(model, device_ids=self.device_ids or None)
+        if len(self.device_ids) > 1:
+            log.info("DataParallel over GPUs %s", self.device_ids)
+            return nn.DataParallel(model, device_ids=self.device_ids)
+        return model
+
+    def to_device(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """``(inputs, targets)`` on the device; image batches in ``--channels_last`` format."""
+        inputs, targets = move_to(batch, self.device)
+        if self.opt.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs, targets
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for ``--amp bf16|fp16``; a no-op when off."""
+        if self.opt.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.opt.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def cycle_ends_at(self, batch: int) -> bool:
+        """Whether batch ``batch`` (1-based) of an epoch ends a gradient accumulation cycle."""
+        return batch % self.opt.accum_steps == 0 or batch == self.steps_per_epoch
+
+    def optimizer_step(self) -> None:
+        """Unscale (fp16), clip, step, update the scaler, clear gradients, advance the lr."""
+        self.scaler.unscale_(self.optimizer)
+        self.clipper(self.model.parameters())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()  # skipped batches keep their place in the schedule
+
     def log_start(self) -> None:
         log.info("run dir %s", self.run_dir)
-        log.info("device %s", ", ".join(f"cuda:{i}" for i in self.device_ids) or "cpu")
+        devices = ", ".join(f"cuda:{i}" for i in self.device_ids) or "cpu"
+        if self.dist.enabled:
+            devices += f" (rank 0 of {self.dist.world_size} DDP processes)"
+        log.info("device %s", devices)
         log.info(
             "data %s: train %d, val %d, test %d samples",
             self.opt.data_type,
@@ -577,6 +716,7 @@ class TrainerBase:
             "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "stopper": self.stopper.state_dict(),
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
@@ -589,10 +729,15 @@ class TrainerBase:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (checked for every entry on reading)."""
+        """Restore what :meth:`state_dict` saved (checked for every entry on reading).
+
+        Under DDP the RNG states are rank 0's; other ranks keep their own seeded streams.
+        """
         load_model_state(self.model, state["model"], f"checkpoint {self.resume_path}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
         self.stopper.load_state_dict(state["stopper"])
         self.epoch = state["epoch"]
         self.batch_in_epoch = state["batch_in_epoch"]
@@ -600,21 +745,32 @@ class TrainerBase:
         self.epoch_meters.load_state_dict(state["epoch_meters"])
         self.epoch_skipped = state["epoch_skipped"]
         self.metrics = state["metrics"]
-        set_rng_state(state["rng"])
+        if self.dist.is_main:
+            set_rng_state(state["rng"])
 
     def save(self, kind: str) -> Path:
+        """Write the ``kind`` checkpoint (rank 0 only); never one of non-finite weights."""
+        self.raise_if_nonfinite()
         path = self.checkpoint_path(kind)
-        save_checkpoint(path, self.state_dict())
+        if self.dist.is_main:
+            save_checkpoint(path, self.state_dict())
         return path
 
     def save_interrupt_checkpoint(self, exc: BaseException) -> None:
         """Write the interrupt checkpoint and log how to continue; never masks ``exc``."""
+        if isinstance(exc, NonFiniteLossError):
+            last = self.checkpoint_path("last")
+            if self.dist.is_main and last.is_file():
+                log.error("continue from the last checkpoint with: %s", resume_command(last))
+            return
         try:
             path = self.save("interrupt")
         except Exception as err:
             log.error(
                 "%s, and the interrupt checkpoint could not be written: %s", type(exc).__name__, err
             )
+            return
+        if not self.dist.is_main:
             return
         stopped = isinstance(exc, StopRequested | KeyboardInterrupt)
         log.log(

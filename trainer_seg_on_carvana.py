@@ -35,9 +35,9 @@ class SegTrainer(TrainerBase):
         heads = outputs if isinstance(outputs, list) else [outputs]
         return sum(self.criterion(head, targets) for head in heads) / len(heads)
 
-    def compute_metrics(self, outputs: Tensor | list[Tensor], targets: Tensor) -> dict[str, float]:
+    def compute_metrics(self, outputs: Tensor | list[Tensor], targets: Tensor) -> dict[str, Tensor]:
         dice, iou = dice_and_iou_per_image(final_logits(outputs), targets)
-        return {"dice": dice.mean().item(), "iou": iou.mean().item()}
+        return {"dice": dice.mean(), "iou": iou.mean()}
 
     def augment(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """``--flip`` mirrors each chosen image together with its mask."""

@@ -16,7 +16,7 @@ from utils.metrics import accuracy
 class VanillaTrainer(TrainerBase):
     """Cross-entropy classification, reporting accuracy beside the loss."""
 
-    def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+    def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         return {"acc": accuracy(outputs, targets)}
 
 

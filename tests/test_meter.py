@@ -42,12 +42,15 @@ def test_short_last_batch_counts_for_its_size():
     assert meter.avg == pytest.approx(64 / 65)
 
 
-def test_accepts_zero_dim_tensor_and_stores_floats():
+def test_tensor_updates_stay_tensors_until_read():
     torch = pytest.importorskip("torch")
     meter = AvgMeter()
     meter.update(torch.tensor(2.5), 4)
-    assert type(meter.sum) is float
-    assert meter.avg == pytest.approx(2.5)
+    meter.update(torch.tensor(0.5, requires_grad=True), 1)
+    assert isinstance(meter.sum, torch.Tensor) and not meter.sum.requires_grad
+    assert type(meter.avg) is float
+    assert meter.avg == pytest.approx((2.5 * 4 + 0.5) / 5)
+    assert type(meter.state_dict()["sum"]) is float
 
 
 def test_state_dict_round_trip_continues_the_same_average():

@@ -25,13 +25,13 @@ def test_accuracy_matches_hand_count():
     logits = torch.randn(200, 7, generator=gen)
     targets = torch.randint(0, 7, (200,), generator=gen)
     correct = sum(_argmax(row) == int(t) for row, t in zip(logits, targets, strict=True))
-    assert accuracy(logits, targets) == pytest.approx(correct / 200)
+    assert accuracy(logits, targets).item() == pytest.approx(correct / 200)
 
 
 def test_accuracy_extremes():
     logits = torch.eye(4)
-    assert accuracy(logits, torch.arange(4)) == 1.0
-    assert accuracy(logits, (torch.arange(4) + 1) % 4) == 0.0
+    assert accuracy(logits, torch.arange(4)).item() == 1.0
+    assert accuracy(logits, (torch.arange(4) + 1) % 4).item() == 0.0
 
 
 def test_confusion_matrix_matches_loop():

@@ -25,11 +25,18 @@ def no_tty(monkeypatch):
     return stream
 
 
-def _consume(progress, samples=4):
+def _consume(progress, samples=4, reads=None):
+    """Iterate like the trainer; ``reads`` collects the steps at which stats were read."""
     seen = []
+
+    def stats():
+        if reads is not None:
+            reads.append(step)
+        return {"loss": 0.5, "lr": 1e-3}
+
     for step, item in enumerate(progress, start=1):
         seen.append(item)
-        progress.update(step, samples, loss=0.5, lr=1e-3)
+        progress.update(step, samples, stats)
     return seen
 
 
@@ -52,6 +59,16 @@ def test_plain_lines_when_not_a_tty(no_tty, caplog, total, lines):
     assert last.startswith(f"train {total}/{total} ")  # the final step is always reported
     assert "loss 0.5000" in last and "lr 0.001" in last and "samples/s" in last
     assert no_tty.getvalue() == ""  # no bar drawn
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["log lines", "bar"])
+def test_stats_are_read_only_when_shown(monkeypatch, no_tty, tty):
+    if tty:
+        monkeypatch.setattr(sys, "stderr", _Tty())
+    reads = []
+    _consume(Progress(range(1000), total=1000, desc="train", lines=10), reads=reads)
+    assert 10 <= len(reads) <= 11  # not once per step: reading waits for the device
+    assert reads[-1] == 1000
 
 
 def test_fewer_steps_than_lines_logs_each_step(no_tty, caplog):

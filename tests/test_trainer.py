@@ -207,18 +207,24 @@ def test_periodic_checkpoints_resume_exactly(tmp_path, reference):
     assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
 
 
-def test_nonfinite_loss_stops_before_the_weights_change(tmp_path):
-    trainer = nan_loss_at(13)(options(tmp_path / "nan"))
+def test_nonfinite_loss_stops_and_keeps_the_good_checkpoints(tmp_path):
+    trainer = nan_loss_at(13)(options(tmp_path, "--save_every_n_steps", "4"))
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 4 \(step 14\).*--nonfinite skip"):
         trainer.train()
-    kept = load(trainer.run_dir / "Vanilla_interrupt_ckpt.pth")
-    assert kept["global_step"] == 13
-    # The same run stopped by Ctrl-C before that step has exactly the same weights.
-    clean = interrupting(13, "ctrl-c")(options(tmp_path / "clean"))
-    with pytest.raises(KeyboardInterrupt):
-        clean.train()
-    assert same_weights(kept["model"], load(clean.run_dir / "Vanilla_interrupt_ckpt.pth")["model"])
-    assert load(trainer.run_dir / "Vanilla_last_ckpt.pth")["global_step"] == BATCHES_PER_EPOCH
+    assert not (trainer.run_dir / "Vanilla_interrupt_ckpt.pth").exists()
+    last = load(trainer.run_dir / "Vanilla_last_ckpt.pth")
+    assert last["global_step"] == 12
+    assert all(torch.isfinite(value).all() for value in last["model"].values())
+    log = (trainer.run_dir / "train.log").read_text()
+    assert "continue from the last checkpoint with: python" in log
+
+
+def test_no_checkpoint_is_written_after_a_nonfinite_loss(tmp_path):
+    trainer = ToyTrainer(options(tmp_path))
+    trainer.first_nonfinite.fill_(7)  # as check_loss records it, without waiting
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 7 \(step 7\)"):
+        trainer.save("last")
+    assert not list(trainer.run_dir.glob("*.pth"))
 
 
 def test_nonfinite_loss_can_skip_batches_with_a_count(tmp_path):
@@ -334,7 +340,7 @@ def test_resume_from_a_weights_only_checkpoint_names_what_is_missing(tmp_path):
     partial = trainer.run_dir / "weights_only.pth"
     save_checkpoint(partial, {"model": state["model"]})
     with pytest.raises(
-        UsageError, match=r"lacks optimizer, .*, config, rng; expected a checkpoint"
+        UsageError, match=r"lacks optimizer, .*, config, rng, scaler; expected a checkpoint"
     ):
         ToyTrainer(options(tmp_path, "--epochs", "1", "--resume", str(partial)))
     save_checkpoint(partial, {key: value for key, value in state.items() if key != "rng"})

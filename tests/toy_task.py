@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Subset, TensorDataset
 
 from data.splits import DataSplits
 from trainer_vanilla import VanillaTrainer, build_vanilla_parser
-from utils.cli import non_negative_float, run_main
+from utils.cli import non_negative_float, run_main, str2bool
 
 BATCHES_PER_EPOCH = 10  # 160 train samples / batch 16
 TOY_ARGS = ("--gpu_devices", "cpu", "--num_workers", "0", "--batch_size", "16")
@@ -39,9 +39,17 @@ class ToyTrainer(VanillaTrainer):
             class_names=["a", "b", "c"],
         )
 
+    def build_model(self) -> nn.Module:
+        """The MLP with dropout, or with ``--linear True`` one linear layer (no randomness)."""
+        if self.opt.linear:
+            return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        return super().build_model()
+
     def augment(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """The base flip (torch RNG) plus a brightness jitter from python's and numpy's RNGs."""
         inputs, targets = super().augment(inputs, targets)
+        if self.opt.linear:
+            return inputs, targets
         jitter = 1 + 0.05 * (random.random() - 0.5) + 0.05 * (np.random.rand() - 0.5)
         return inputs * jitter, targets
 
@@ -56,6 +64,9 @@ def build_toy_parser() -> argparse.ArgumentParser:
     parser = build_vanilla_parser()
     parser.set_defaults(proj_name="Toy", batch_size=16, epochs=3)
     parser.add_argument("--step_delay", type=non_negative_float, default=0.0, help="s per step")
+    parser.add_argument(
+        "--linear", type=str2bool, default=False, help="a linear model and no jitter"
+    )
     return parser
 
 

@@ -21,12 +21,18 @@ UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare model inside DataParallel/DistributedDataParallel, so keys carry no prefix."""
-    return (
-        model.module
-        if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel)
-        else model
-    )
+    """The bare model inside DataParallel, DistributedDataParallel and torch.compile wrappers.
+
+    Checkpoints hold its state dict, so their keys carry no ``module.`` or ``_orig_mod.``
+    prefix and load the same in single-process, DDP and compiled runs.
+    """
+    while True:
+        if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

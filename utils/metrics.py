@@ -3,9 +3,12 @@
 import torch
 
 
-def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Fraction of samples whose arg-max class equals the label."""
-    return (logits.argmax(dim=1) == targets).float().mean().item()
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of samples whose arg-max class equals the label, as a 0-dim tensor.
+
+    A tensor, not a float: reading it would make the training loop wait for the device.
+    """
+    return (logits.argmax(dim=1) == targets).float().mean()
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -3,7 +3,7 @@
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -50,24 +50,34 @@ class Progress:
             if self.bar is not None:
                 self.bar.close()
 
-    def update(self, step: int, samples: int, **stats: float) -> None:
-        """Report that batch ``step`` (1-based) with ``samples`` samples finished."""
+    def update(
+        self, step: int, samples: int, stats: Callable[[], dict[str, float]] | None = None
+    ) -> bool:
+        """Report that batch ``step`` (1-based) with ``samples`` samples finished.
+
+        ``stats`` is called only when something is shown (every ``total // lines`` steps), as
+        reading running averages makes the host wait for the device. Returns whether it was.
+        """
         self.samples += samples
         if not self.enabled:
-            return
+            return False
         if self.bar is not None:
             self.bar.update(1)
             if step % self.every == 0 or step == self.total or step == 1:
                 self.bar.set_postfix_str(self._describe(stats), refresh=False)
+                return True
         elif step * self.lines // self.total > (step - 1) * self.lines // self.total:
             # Exactly min(lines, total) evenly spaced lines, the last one at the final step.
             log.info("%s %d/%d %s", self.desc, step, self.total, self._describe(stats))
+            return True
+        return False
 
     @property
     def throughput(self) -> float:
         """Samples per second since the pass started."""
         return self.samples / max(time.perf_counter() - self.start, 1e-9)
 
-    def _describe(self, stats: dict[str, float]) -> str:
-        parts = [f"{k} {v:.3g}" if k == "lr" else f"{k} {v:.4f}" for k, v in stats.items()]
+    def _describe(self, stats: Callable[[], dict[str, float]] | None) -> str:
+        shown = stats() if stats is not None else {}
+        parts = [f"{k} {v:.3g}" if k == "lr" else f"{k} {v:.4f}" for k, v in shown.items()]
         return "  ".join([*parts, f"{self.throughput:.0f} samples/s"])

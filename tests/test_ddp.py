@@ -1,0 +1,90 @@
+"""DistributedDataParallel through torchrun on the CPU (gloo), two processes.
+
+Two ranks with batch B see, step by step, the two halves of the batch 2B that one process
+sees, so their averaged gradients and therefore the weights must match the single-process
+run, and validation reduced across the ranks must report the same numbers.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_script
+from toy_task import TOY_ARGS
+
+from utils.checkpoint import load_checkpoint, load_model_state
+
+LINEAR = (*TOY_ARGS[:4], "--linear", "True", "--deterministic", "True", "--epochs", "2")
+
+
+def torchrun(*args: str | Path) -> None:
+    result = run_script(
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def last_checkpoint(out: Path) -> dict:
+    (path,) = out.glob("*/Vanilla_last_ckpt.pth")
+    return load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A 2-rank DDP run with batch 8 per rank and a single-process run with batch 16."""
+    ddp, single = tmp_path_factory.mktemp("ddp"), tmp_path_factory.mktemp("single")
+    torchrun("-m", "tests.toy_task", "--output_dir", ddp, *LINEAR, "--batch_size", "8")
+    result = run_script(
+        "-m", "tests.toy_task", "--output_dir", single, *LINEAR, "--batch_size", "16"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return {"ddp": ddp, "single": single}
+
+
+def test_ddp_steps_match_one_process_with_the_whole_batch(runs):
+    ddp, single = last_checkpoint(runs["ddp"]), last_checkpoint(runs["single"])
+    assert ddp["global_step"] == single["global_step"] == 20  # 160 samples / 16 per step
+    for key, value in single["model"].items():
+        assert torch.allclose(ddp["model"][key], value, atol=1e-6), key
+    assert not torch.equal(ddp["model"]["1.weight"], torch.zeros(3, 16))
+
+
+def test_ddp_metrics_are_reduced_over_all_samples(runs):
+    ddp, single = (
+        last_checkpoint(runs["ddp"])["metrics"],
+        last_checkpoint(runs["single"])["metrics"],
+    )
+    for name in ("val_loss", "val_acc", "train_loss", "train_acc"):
+        assert ddp[name] == pytest.approx(single[name], abs=1e-6), name
+
+
+def test_only_rank_0_writes(runs):
+    (run_dir,) = runs["ddp"].iterdir()
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    log = (run_dir / "train.log").read_text()
+    assert "rank 0 of 2 DDP processes" in log
+    assert log.count("epoch 2/2  train_loss") == 1
+
+
+def test_checkpoints_move_between_ddp_and_one_process(runs, tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    load_model_state(model, last_checkpoint(runs["ddp"])["model"], "the DDP checkpoint")
+
+    (single_ckpt,) = runs["single"].glob("*/Vanilla_last_ckpt.pth")
+    torchrun(
+        "-m",
+        "tests.toy_task",
+        "--output_dir",
+        tmp_path,
+        *LINEAR,
+        "--batch_size",
+        "16",
+        "--epochs",
+        "3",
+        "--resume",
+        single_ckpt,
+        "--allow_config_change",
+        "True",
+    )
+    resumed = load_checkpoint(single_ckpt.parent / "Vanilla_last_ckpt.pth")
+    assert resumed["epoch"] == 3 and resumed["global_step"] == 25  # 5 more steps of 2 x 16

@@ -1,0 +1,117 @@
+"""--accum_steps, --amp, --channels_last and --compile in the base loop, on the CPU."""
+
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
+
+from utils.checkpoint import load_checkpoint
+
+
+def options(out, *extra: str):
+    return build_toy_parser().parse_args(
+        [
+            "--output_dir",
+            str(out),
+            *TOY_ARGS,
+            "--deterministic",
+            "True",
+            "--linear",
+            "True",
+            "--epochs",
+            "2",
+            *extra,
+        ]
+    )
+
+
+def trained(out, *extra: str) -> ToyTrainer:
+    trainer = ToyTrainer(options(out, *extra))
+    trainer.train()
+    return trainer
+
+
+def test_accumulating_two_half_batches_equals_one_whole_batch(tmp_path):
+    whole = trained(tmp_path / "whole", "--batch_size", "16")
+    halves = trained(tmp_path / "halves", "--batch_size", "8", "--accum_steps", "2")
+    assert halves.global_step == 2 * whole.global_step  # batches
+    assert halves.scheduler.last_epoch == whole.scheduler.last_epoch  # optimizer steps
+    for key, value in whole.model.state_dict().items():
+        assert torch.allclose(halves.model.state_dict()[key], value, atol=1e-6), key
+
+
+def test_accumulation_steps_at_the_end_of_a_short_epoch(tmp_path):
+    # 10 batches per epoch with cycles of 3: steps after batches 3, 6, 9 and 10.
+    trainer = trained(tmp_path, "--accum_steps", "3", "--epochs", "1")
+    assert trainer.scheduler.last_epoch == 4
+    assert trainer.optimizer.state_dict()["state"][0]["step"].item() == 4
+
+
+class DtypeProbe(ToyTrainer):
+    """Records the dtype of the model's outputs in training steps."""
+
+    seen: ClassVar[set[torch.dtype]] = set()
+
+    def compute_loss(self, outputs, targets):
+        if self.model.training:
+            DtypeProbe.seen.add(outputs.dtype)
+        return super().compute_loss(outputs, targets)
+
+
+@pytest.mark.parametrize(("amp", "dtype"), [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_amp_runs_the_forward_in_low_precision(tmp_path, amp, dtype):
+    DtypeProbe.seen = set()
+    trainer = DtypeProbe(options(tmp_path, "--amp", amp, "--lr", "0.05", "--epochs", "4"))
+    metrics = trainer.train()
+    assert DtypeProbe.seen == {dtype}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert metrics["val_acc"] >= 0.75  # chance is 1/3; float32 reaches 0.85
+    state = load_checkpoint(trainer.run_dir / "Vanilla_last_ckpt.pth")
+    assert bool(state["scaler"]) == (amp == "fp16")  # the GradScaler only for fp16
+
+
+def test_fp16_scaler_state_is_resumed(tmp_path):
+    first = trained(tmp_path, "--amp", "fp16", "--epochs", "1")
+    scale = first.scaler.get_scale()
+    last = first.run_dir / "Vanilla_last_ckpt.pth"
+    resumed = ToyTrainer(options(tmp_path, "--amp", "fp16", "--epochs", "1", "--resume", str(last)))
+    assert resumed.scaler.get_scale() == scale
+    assert resumed.scaler.state_dict() == first.scaler.state_dict()
+
+
+class ConvToy(ToyTrainer):
+    def build_model(self) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1),
+            nn.Flatten(),
+            nn.Linear(64, 3),
+        )
+
+
+def test_channels_last_converts_model_and_batches(tmp_path):
+    trainer = ConvToy(options(tmp_path, "--channels_last", "True"))
+    conv = trainer.net[2].weight  # 4 input channels: the two layouts differ
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    inputs, _ = trainer.to_device((torch.randn(2, 3, 4, 4), torch.zeros(2)))
+    assert not inputs.is_contiguous()
+    assert inputs.is_contiguous(memory_format=torch.channels_last)
+    reference = ConvToy(options(tmp_path / "reference"))
+    reference.train()
+    trainer.train()
+    for key, value in reference.model.state_dict().items():
+        assert torch.allclose(trainer.model.state_dict()[key], value, atol=1e-5), key
+
+
+def test_compiled_model_trains_and_saves_plain_keys(tmp_path):
+    eager = trained(tmp_path / "eager", "--epochs", "1")
+    compiled = trained(tmp_path / "compiled", "--epochs", "1", "--compile", "True")
+    assert hasattr(compiled.net, "_orig_mod")  # really the torch.compile wrapper
+    state = load_checkpoint(compiled.run_dir / "Vanilla_last_ckpt.pth")
+    assert set(state["model"]) == {"1.weight", "1.bias"}  # no _orig_mod. prefix
+    assert state["global_step"] == BATCHES_PER_EPOCH
+    for key, value in eager.model.state_dict().items():
+        assert torch.allclose(state["model"][key], value, atol=1e-5), key

@@ -1,0 +1,89 @@
+"""Distributed data parallel runs launched by torchrun: the process group and who does what.
+
+``torchrun --nproc_per_node=N script.py ...`` starts N copies of a script with ``RANK``,
+``LOCAL_RANK`` and ``WORLD_SIZE`` in their environment. Each joins one process group (nccl on
+GPUs, gloo on CPUs), trains on its shard of the data, and only rank 0 writes files.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from utils.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the run; the defaults describe a single-process run."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes the run dir, logs, TensorBoard and checkpoints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(gpu_devices: str) -> tuple[DistInfo, torch.device | None]:
+    """Join torchrun's process group; ``(DistInfo(), None)`` when not launched by torchrun.
+
+    Each process takes the GPU of its ``LOCAL_RANK`` unless ``--gpu_devices cpu`` or there is
+    no GPU, in which case every process runs on the CPU with the gloo backend.
+    """
+    if not launched_by_torchrun():
+        return DistInfo(), None
+    info = DistInfo(
+        rank=int(os.environ["RANK"]),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        world_size=int(os.environ["WORLD_SIZE"]),
+    )
+    if torch.cuda.is_available() and gpu_devices.strip().lower() != "cpu":
+        if info.local_rank >= torch.cuda.device_count():
+            raise UsageError(
+                f"LOCAL_RANK {info.local_rank}: this node has {torch.cuda.device_count()} GPUs; "
+                "expected --nproc_per_node <= the number of GPUs"
+            )
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return info, device
+
+
+def broadcast_object(value: Any, info: DistInfo) -> Any:
+    """Rank 0's ``value`` on every rank (e.g. the run dir it created)."""
+    if not info.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is True on any rank; waits for all of them."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor(int(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def all_ranks(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank only if ``flag`` is True on every rank."""
+    return not any_rank(not flag, info, device)
