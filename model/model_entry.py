@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from model.small_cnn import SmallCNN
 from model.unet import UNet
 from model.unetpp import UNetPP
 from model.vanilla import Vanilla
@@ -19,6 +20,7 @@ ModelFactory = Callable[[Namespace, tuple[int, ...], int], nn.Module]
 
 MODELS: dict[str, ModelFactory] = {
     "Vanilla": lambda opt, shape, classes: Vanilla(math.prod(shape), classes),
+    "SmallCNN": lambda opt, shape, classes: SmallCNN(shape[0], classes),
     "UNet": lambda opt, shape, classes: UNet(
         shape[0], classes, base_width=opt.base_width, bilinear=opt.bilinear
     ),
