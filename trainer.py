@@ -290,6 +290,8 @@ class TrainerBase:
         self.train_loader = self.build_loader(self.data.train, train=True)
         self.val_loader = self.build_loader(self.data.val, train=False)
         self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
+        # net: the model on the device (compiled, if asked); model: what a training step calls,
+        # net wrapped in DDP or DataParallel when there are several devices.
         self.net = self.prepare_model(self.build_model())
         self.model = self.wrap_model(self.net)
         self.criterion = self.build_loss().to(self.device)

@@ -50,8 +50,8 @@ class SegTrainer(TrainerBase):
         """Image | mask | prediction panels of the first validation images."""
         samples = [self.data.val[i] for i in range(min(PANELS, len(self.data.val)))]
         images = torch.stack([image for image, _ in samples]).to(self.device)
-        self.model.eval()
-        preds = (final_logits(self.model(images)).sigmoid() > 0.5).float().cpu()
+        self.net.eval()  # the model without DDP: only rank 0 runs this, with no collectives
+        preds = (final_logits(self.net(images)).sigmoid() > 0.5).float().cpu()
         panels = [
             seg_panel(img, mask, pred) for (img, mask), pred in zip(samples, preds, strict=True)
         ]
