@@ -348,6 +348,15 @@ class TrainerBase:
         self.config_changes = check_resume_options(
             self.resume_path, state["config"], vars(self.opt), self.opt.allow_config_change
         )
+        processes = state.get("world_size", 1)
+        if state["batch_in_epoch"] and processes != self.dist.world_size:
+            if not self.opt.allow_config_change:
+                raise UsageError(
+                    f"--resume {self.resume_path}: written mid-epoch by {processes} process(es), "
+                    f"resumed by {self.dist.world_size}; the epoch's shards would not line up. "
+                    "Use the same --nproc_per_node, or pass --allow_config_change True"
+                )
+            self.config_changes.append(("world_size", processes, self.dist.world_size))
         return state
 
     def open_run_dir(self) -> Path:
@@ -728,6 +737,7 @@ class TrainerBase:
             "metrics": self.metrics,
             "config": vars(self.opt),
             "rng": rng_state(),
+            "world_size": self.dist.world_size,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -347,3 +347,19 @@ def test_resume_from_a_weights_only_checkpoint_names_what_is_missing(tmp_path):
     with pytest.raises(UsageError, match=r"weights_only.pth: lacks rng;"):
         ToyTrainer(options(tmp_path, "--epochs", "1", "--resume", str(partial)))
     assert "weights_only" not in (trainer.run_dir / "train.log").read_text()
+
+
+def test_mid_epoch_resume_with_another_number_of_processes_is_refused(tmp_path):
+    trainer = interrupting(13, "ctrl-c")(options(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    checkpoint = trainer.run_dir / "Vanilla_interrupt_ckpt.pth"
+    state = load(checkpoint)
+    assert state["world_size"] == 1
+    save_checkpoint(checkpoint, {**state, "world_size": 2})  # as if written under torchrun
+    with pytest.raises(UsageError, match="written mid-epoch by 2 process"):
+        ToyTrainer(options(tmp_path, "--resume", str(checkpoint)))
+    resumed = ToyTrainer(
+        options(tmp_path, "--resume", str(checkpoint), "--allow_config_change", "True")
+    )
+    assert ("world_size", 2, 1) in resumed.config_changes
