@@ -64,7 +64,7 @@ from utils.optimizer import OPTIMIZERS, build_optimizer
 from utils.progress import Progress
 from utils.resume import check_resume_options, find_latest_checkpoint, resume_command
 from utils.rundir import make_run_dir
-from utils.scheduler import SCHEDULERS, build_scheduler
+from utils.scheduler import SCHEDULERS, build_scheduler, check_scheduler_options
 from utils.seed import rng_state, seed_everything, set_rng_state
 from utils.signals import GracefulStop, StopRequested
 
@@ -269,6 +269,7 @@ class TrainerBase:
             self.device = dist_device
             self.device_ids = [dist_device.index] if dist_device.type == "cuda" else []
         seed_everything(opt.seed + self.dist.rank, opt.deterministic)
+        check_scheduler_options(opt)  # before a run dir exists
         self.resume_path: Path | None = None
         self.config_changes: list[tuple[str, Any, Any]] = []
         resume = self.read_resume_checkpoint()

@@ -109,6 +109,12 @@ TRAINER_CASES = [
     case("trainer_vanilla", "--lr nan", "--lr", "expected a finite number > 0, got nan"),
     case("trainer_vanilla", "--lr fast", "--lr", "'fast'"),
     case("trainer_vanilla", "--lr inf", "--lr", "expected a finite number > 0, got inf"),
+    case(
+        "trainer_vanilla",
+        "--scheduler onecycle --warmup_epochs 1",
+        "--scheduler onecycle",
+        "--warmup_epochs",
+    ),
     case("trainer_vanilla", "--epochs 0", "--epochs", "expected an integer >= 1, got 0"),
     case("trainer_vanilla", "--epochs -1", "--epochs", "expected an integer >= 1, got -1"),
     case("trainer_vanilla", "--epochs 1.5", "--epochs", "'1.5'"),
