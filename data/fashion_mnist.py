@@ -17,6 +17,7 @@ from torch.utils.data import Subset
 from data.memory import TensorSplit
 from data.splits import DataSplits, split_indices, subsample_indices
 from utils.errors import UsageError
+from utils.rundir import removed_on_failure
 
 if TYPE_CHECKING:
     from torchvision.datasets import FashionMNIST
@@ -37,30 +38,15 @@ def load_split(root: Path, train: bool) -> "FashionMNIST":
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     raw = root / "FashionMNIST" / "raw"
-    made = [level for level in (raw, *raw.parents) if not level.exists()]
     try:
         # torchvision prints each failed mirror; the UsageError below says it in one line.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with removed_on_failure(raw), contextlib.redirect_stdout(io.StringIO()):
             return datasets.FashionMNIST(root, train=train, transform=transform, download=True)
     except Exception as err:
-        remove_empty_dirs(made)
         raise UsageError(
             f"FashionMNIST not found under {raw} and the download failed ({type(err).__name__}); "
             f"offline, put {', '.join(FILES)} in {raw}"
         ) from None
-
-
-def remove_empty_dirs(paths: list[Path]) -> None:
-    """Remove ``paths`` in order (deepest first), stopping at one that is not an empty dir.
-
-    After a failed download this removes the directories it created, so a mistyped
-    ``--data_dir`` leaves nothing behind.
-    """
-    for path in paths:
-        try:
-            path.rmdir()
-        except OSError:  # not empty (part of a download), or never created
-            return
 
 
 def in_memory_split(source: "FashionMNIST", indices: list[int]) -> TensorSplit:

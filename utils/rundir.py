@@ -1,5 +1,8 @@
 """Timestamped run directories (one new directory per run, never reused) and a clean mkdir -p."""
 
+import contextlib
+import errno
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -11,32 +14,33 @@ def timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
 
 
-def make_dirs(path: str | Path) -> None:
-    """``mkdir -p path`` that leaves nothing behind when it fails.
+@contextlib.contextmanager
+def removed_on_failure(path: str | Path) -> Iterator[None]:
+    """Directories on the way to ``path`` that the block creates are removed if it raises.
 
-    The parents it created are removed again before the OSError propagates, so a bad path
-    (a name too long, a file in the way, no permission) does not leave empty directories.
+    Only the levels missing on entry are candidates, deepest first, and only while they are
+    empty, so a failed mkdir or download leaves no trace and never touches earlier content.
     """
     path = Path(path)
-    missing = []
-    for level in (path, *path.parents):
-        if level.is_dir():
-            break
-        missing.append(level)
-    created: list[Path] = []
+    missing = [level for level in (path, *path.parents) if not level.exists()]
     try:
-        for level in reversed(missing):
+        yield
+    except BaseException:
+        for level in missing:
             try:
-                level.mkdir()
-            except FileExistsError:
-                if not level.is_dir():  # a file in the way; a directory means another process
-                    raise
-                continue
-            created.append(level)
-    except OSError:
-        for level in reversed(created):
-            level.rmdir()
+                level.rmdir()
+            except OSError as err:
+                if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    break  # it holds what the block made: keep it and its parents
+                # otherwise never created (or a name too long): go on with its parent
         raise
+
+
+def make_dirs(path: str | Path) -> None:
+    """``mkdir -p path`` that leaves nothing behind when it fails (a name too long, a file in
+    the way, no permission)."""
+    with removed_on_failure(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
 
 
 def make_run_dir(output_dir: str | Path, now: datetime | None = None) -> Path:
