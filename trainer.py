@@ -536,8 +536,7 @@ class TrainerBase:
         model.eval()
         meters = MeterGroup()
         total = min(len(self.val_loader), max_batches or len(self.val_loader))
-        progress = Progress(self.val_loader, total, "validate", enabled=False)
-        for step, batch in enumerate(progress, start=1):
+        for step, batch in enumerate(self.val_loader, start=1):
             inputs, targets = self.to_device(batch)
             with self.autocast():
                 outputs = model(inputs)
