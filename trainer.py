@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
@@ -55,7 +54,13 @@ from utils.clipper import GradClipper
 from utils.config import CONFIG_NAME, environment_info, save_config
 from utils.configcmp import format_table
 from utils.device import move_to, select_device
-from utils.distributed import all_ranks, any_rank, broadcast_object, init_distributed
+from utils.distributed import (
+    all_ranks,
+    any_rank,
+    broadcast_object,
+    init_distributed,
+    leave_process_group,
+)
 from utils.earlystopper import EarlyStopper
 from utils.errors import NonFiniteLossError, UsageError
 from utils.logger import setup_logging
@@ -438,11 +443,13 @@ class TrainerBase:
         if self.dist.is_main:
             self.log_start()
         self.check_monitor()
+        finished = False
         try:
             with self.stop_signal:
                 while self.epoch < self.opt.epochs and not self.stopper.should_stop:
                     self.train_epoch_and_validate()
                     self.check_stop(now=True)
+            finished = True
         except BaseException as exc:
             self.save_interrupt_checkpoint(exc)
             raise
@@ -450,7 +457,8 @@ class TrainerBase:
             if self.writer is not None:
                 self.writer.close()
             if self.dist.enabled:
-                dist.destroy_process_group()
+                self.model = self.net  # the DDP wrapper holds the process group
+                leave_process_group(wait_for_all=finished)
         if self.stopper.should_stop:
             log.info(
                 "early stop: %s has not improved for %d epochs",

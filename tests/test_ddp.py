@@ -17,11 +17,13 @@ from utils.checkpoint import load_checkpoint, load_model_state
 LINEAR = (*TOY_ARGS[:4], "--linear", "True", "--deterministic", "True", "--epochs", "2")
 
 
-def torchrun(*args: str | Path) -> None:
+def torchrun(*args: str | Path) -> str:
+    """Run ``args`` under torchrun with 2 processes; return its stdout."""
     result = run_script(
         "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
 
 
 def last_checkpoint(out: Path) -> dict:
@@ -30,15 +32,16 @@ def last_checkpoint(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """A 2-rank DDP run with batch 8 per rank and a single-process run with batch 16."""
+def runs(tmp_path_factory) -> dict[str, Path | str]:
+    """A 2-rank DDP run with batch 8 per rank and a single-process run with batch 16, and
+    what the DDP ranks printed."""
     ddp, single = tmp_path_factory.mktemp("ddp"), tmp_path_factory.mktemp("single")
-    torchrun("-m", "tests.toy_task", "--output_dir", ddp, *LINEAR, "--batch_size", "8")
+    stdout = torchrun("-m", "tests.ddp_threads", "--output_dir", ddp, *LINEAR, "--batch_size", "8")
     result = run_script(
         "-m", "tests.toy_task", "--output_dir", single, *LINEAR, "--batch_size", "16"
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {"ddp": ddp, "single": single}
+    return {"ddp": ddp, "single": single, "ddp_stdout": stdout}
 
 
 def test_ddp_steps_match_one_process_with_the_whole_batch(runs):
@@ -64,6 +67,13 @@ def test_only_rank_0_writes(runs):
     log = (run_dir / "train.log").read_text()
     assert "rank 0 of 2 DDP processes" in log
     assert log.count("epoch 2/2  train_loss") == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_the_process_group_is_gone_when_training_returns(runs):
+    lines = [line for line in runs["ddp_stdout"].splitlines() if "threads after train" in line]
+    assert len(lines) == 2, runs["ddp_stdout"]
+    assert all("gloo" not in line for line in lines), lines
 
 
 def test_checkpoints_move_between_ddp_and_one_process(runs, tmp_path):

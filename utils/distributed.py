@@ -12,6 +12,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+# Imported before any process group exists, on purpose: this module binds the default group
+# as a default argument of its functions when first imported (DDP imports it through
+# torch._dynamo). Imported later, it keeps the group alive until interpreter shutdown, where
+# gloo's worker threads may still be releasing the last collective's tensors, which aborts
+# the process ("terminate called without an active exception").
+import torch.distributed.nn.functional
+
 from utils.errors import UsageError
 
 
@@ -87,3 +94,18 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
 def all_ranks(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True on every rank only if ``flag`` is True on every rank."""
     return not any_rank(not flag, info, device)
+
+
+def leave_process_group(wait_for_all: bool) -> None:
+    """Destroy the process group at the end of a run; drop DDP wrappers before calling this.
+
+    Destroying the last reference stops gloo's worker threads while Python is still alive.
+    After a normal end every rank waits for the others first, as destroy_process_group
+    should be called by all ranks together (NCCL's teardown is collective); after a failure
+    the other ranks may never arrive, so ``wait_for_all=False`` skips the wait.
+    """
+    if not dist.is_initialized():
+        return
+    if wait_for_all:
+        dist.barrier()
+    dist.destroy_process_group()
