@@ -58,6 +58,7 @@ from utils.distributed import (
     all_ranks,
     any_rank,
     broadcast_object,
+    gather_to_main,
     init_distributed,
     leave_process_group,
 )
@@ -91,6 +92,7 @@ STATE_KEYS = (
     "rng",
     "scaler",
 )
+# Under DDP a checkpoint also holds "ranks": every rank's rank_state(), in rank order.
 # Under DDP, how often (in optimizer steps) the ranks agree on whether a stop signal arrived.
 STOP_SYNC_STEPS = 10
 
@@ -740,18 +742,26 @@ class TrainerBase:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "global_step": self.global_step,
-            "epoch_meters": self.epoch_meters.state_dict(),
-            "epoch_skipped": self.epoch_skipped,
             "metrics": self.metrics,
             "config": vars(self.opt),
-            "rng": rng_state(),
             "world_size": self.dist.world_size,
+            **self.rank_state(),
+        }
+
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between DDP ranks: the RNG streams and the epoch's running meters."""
+        return {
+            "rng": rng_state(),
+            "epoch_meters": self.epoch_meters.state_dict(),
+            "epoch_skipped": self.epoch_skipped,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (checked for every entry on reading).
 
-        Under DDP the RNG states are rank 0's; other ranks keep their own seeded streams.
+        Under DDP each rank takes its own RNG states and meters when the checkpoint has them
+        for this many ranks; otherwise rank 0 takes the saved ones and the other ranks keep
+        their seeded streams and start their meters empty.
         """
         load_model_state(self.model, state["model"], f"checkpoint {self.resume_path}")
         self.optimizer.load_state_dict(state["optimizer"])
@@ -762,18 +772,35 @@ class TrainerBase:
         self.epoch = state["epoch"]
         self.batch_in_epoch = state["batch_in_epoch"]
         self.global_step = state["global_step"]
+        self.metrics = state["metrics"]
+        ranks = state.get("ranks", [])
+        if len(ranks) == self.dist.world_size:
+            self.load_rank_state(ranks[self.dist.rank])
+        elif self.dist.is_main:
+            self.load_rank_state(state)
+
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`rank_state` saved."""
         self.epoch_meters.load_state_dict(state["epoch_meters"])
         self.epoch_skipped = state["epoch_skipped"]
-        self.metrics = state["metrics"]
-        if self.dist.is_main:
-            set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
-    def save(self, kind: str) -> Path:
-        """Write the ``kind`` checkpoint (rank 0 only); never one of non-finite weights."""
+    def save(self, kind: str, every_rank_here: bool = True) -> Path:
+        """Write the ``kind`` checkpoint (rank 0 only); never one of non-finite weights.
+
+        Under DDP, ``every_rank_here`` says that all ranks call this at the same point, so
+        rank 0 can gather their :meth:`rank_state`; pass False where only some ranks may.
+        """
         self.raise_if_nonfinite()
         path = self.checkpoint_path(kind)
+        ranks = None
+        if self.dist.enabled and every_rank_here:
+            ranks = gather_to_main(self.rank_state(), self.dist)
         if self.dist.is_main:
-            save_checkpoint(path, self.state_dict())
+            state = self.state_dict()
+            if ranks is not None:
+                state["ranks"] = ranks
+            save_checkpoint(path, state)
         return path
 
     def save_interrupt_checkpoint(self, exc: BaseException) -> None:
@@ -784,7 +811,8 @@ class TrainerBase:
                 log.error("continue from the last checkpoint with: %s", resume_command(last))
             return
         try:
-            path = self.save("interrupt")
+            # A stop signal is agreed on by every rank; any other exception may be one rank's.
+            path = self.save("interrupt", every_rank_here=isinstance(exc, StopRequested))
         except Exception as err:
             log.error(
                 "%s, and the interrupt checkpoint could not be written: %s", type(exc).__name__, err

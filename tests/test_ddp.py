@@ -2,14 +2,18 @@
 
 Two ranks with batch B see, step by step, the two halves of the batch 2B that one process
 sees, so their averaged gradients and therefore the weights must match the single-process
-run, and validation reduced across the ranks must report the same numbers.
+run, and validation reduced across the ranks must report the same numbers. A stop signal and
+a resume under torchrun must give what a run never stopped gives.
 """
 
+import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_script
+from conftest import read_until, run_script, start_script
 from toy_task import TOY_ARGS
 
 from utils.checkpoint import load_checkpoint, load_model_state
@@ -17,11 +21,12 @@ from utils.checkpoint import load_checkpoint, load_model_state
 LINEAR = (*TOY_ARGS[:4], "--linear", "True", "--deterministic", "True", "--epochs", "2")
 
 
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+
+
 def torchrun(*args: str | Path) -> str:
     """Run ``args`` under torchrun with 2 processes; return its stdout."""
-    result = run_script(
-        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args
-    )
+    result = run_script(*TORCHRUN, *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -98,3 +103,42 @@ def test_checkpoints_move_between_ddp_and_one_process(runs, tmp_path):
     )
     resumed = load_checkpoint(single_ckpt.parent / "Vanilla_last_ckpt.pth")
     assert resumed["epoch"] == 3 and resumed["global_step"] == 25  # 5 more steps of 2 x 16
+
+
+def epoch_summaries(out: Path) -> list[str]:
+    """The epoch summary lines of the run in ``out``, without timestamps and epoch times."""
+    (log,) = out.glob("*/train.log")
+    lines = [line for line in log.read_text().splitlines() if "  train_loss" in line]
+    return [re.sub(r"\s+epoch_time \S+", "", line[line.index("epoch ") :]) for line in lines]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_ddp_resume_after_a_stop_signal_is_exact(tmp_path):
+    """SIGTERM to one rank stops both at their next agreement; resuming must give the weights
+    and epoch metrics of a run never stopped. The toy task draws dropout, flips and python
+    and numpy jitter on every rank, so this holds only if every rank gets its own RNG states
+    and running meters back."""
+    args = (*TOY_ARGS[:4], "--deterministic", "True", "--epochs", "2", "--batch_size", "4")
+    args = (*args, "--step_delay", "0.05")  # 20 steps of 2 x 4 samples an epoch
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    torchrun("-m", "tests.toy_task", "--output_dir", whole, *args)
+
+    process = start_script(*TORCHRUN, "-m", "tests.toy_task", "--output_dir", stopped, *args)
+    try:
+        read_until(process, "epoch 1/2 2/20")
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+        os.kill(int(children.split()[0]), signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0 and "continue with: " in output, output[-3000:]
+    (checkpoint,) = stopped.glob("*/Vanilla_interrupt_ckpt.pth")
+    state = load_checkpoint(checkpoint)
+    assert state["global_step"] < 40 and len(state["ranks"]) == 2
+
+    torchrun("-m", "tests.toy_task", "--output_dir", stopped, *args, "--resume", "auto")
+    resumed, expected = last_checkpoint(stopped), last_checkpoint(whole)
+    assert resumed["global_step"] == expected["global_step"] == 40
+    for key, value in expected["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+    assert epoch_summaries(stopped) == epoch_summaries(whole)

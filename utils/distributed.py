@@ -82,6 +82,15 @@ def broadcast_object(value: Any, info: DistInfo) -> Any:
     return holder[0]
 
 
+def gather_to_main(value: Any, info: DistInfo) -> list[Any] | None:
+    """Every rank's ``value`` in rank order on rank 0, None on the others; all ranks call it."""
+    if not info.enabled:
+        return [value]
+    values = [None] * info.world_size if info.is_main else None
+    dist.gather_object(value, values, dst=0)
+    return values
+
+
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True on every rank if ``flag`` is True on any rank; waits for all of them."""
     if not info.enabled:
