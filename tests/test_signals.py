@@ -105,4 +105,6 @@ def test_real_signal_checkpoints_and_the_logged_command_resumes_exactly(
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     weights = final_weights(tmp_path)
-    assert all(torch.equal(weights[k], uninterrupted[k]) for k in uninterrupted)
+    assert all(torch.equal(weights[k], uninterrupted[k]) for k in uninterrupted), (
+        output[-3000:] + resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    )
