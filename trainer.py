@@ -93,6 +93,7 @@ STATE_KEYS = (
     "scaler",
 )
 # Under DDP a checkpoint also holds "ranks": every rank's rank_state(), in rank order.
+
 # Under DDP, how often (in optimizer steps) the ranks agree on whether a stop signal arrived.
 STOP_SYNC_STEPS = 10
 
