@@ -1,62 +1,64 @@
-"""Learning-rate schedules selected by ``--scheduler``, stepped once per optimizer step.
+"""Learning-rate schedules selected by ``--scheduler``: the lr as a function of the optimizer step.
 
-Stepping per iteration (not per epoch) lets warmup and cosine decay move smoothly and makes
-a mid-epoch checkpoint carry the exact learning rate.
+Each schedule is a closed-form factor of the peak lr (``--lr``, or each parameter group's own)
+at optimizer step ``t``, stepped once per optimizer step, so warmup and decay move smoothly
+and the lr of any step follows from the options and the step alone. A resumed run therefore
+needs no scheduler state: it evaluates the schedule of its options at the step it reached,
+and a run resumed with other options (``--allow_config_change``: more ``--epochs``, another
+``--scheduler``...) follows the schedule that those options give, from that step on.
 
-``onecycle`` is the one-cycle policy: a cosine rise from ``lr / 25`` to the optimizer's lr
-(``--lr``) over the first 30% of the run's steps, then a cosine fall to ``lr / 25e4``. It
-warms up by itself, so it refuses ``--warmup_epochs``; it leaves momentum (SGD's
-``--momentum``, Adam's betas) alone.
+``onecycle`` is the one-cycle policy: a cosine rise from ``lr / 25`` to the peak over the
+first 30% of the run's steps, then a cosine fall to ``lr / 25e4``. It warms up by itself, so
+it refuses ``--warmup_epochs``; it leaves momentum (SGD's ``--momentum``, Adam's betas) alone.
+Every schedule holds its final lr once its planned steps are done.
 """
 
+import math
 from argparse import Namespace
 from collections.abc import Callable
 
-from torch import Tensor
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import (
-    ConstantLR,
-    CosineAnnealingLR,
-    LinearLR,
-    LRScheduler,
-    OneCycleLR,
-    SequentialLR,
-    StepLR,
-)
+from torch.optim.lr_scheduler import LambdaLR
 
 from utils.errors import UsageError
 from utils.registry import lookup
 
-
-class OneCycle(OneCycleLR):
-    """``OneCycleLR`` that keeps its final lr once ``total_steps`` steps are done.
-
-    Torch's own rises again on the step after the last (the lr the log shows at the end of a
-    run) and raises on the next; a run resumed with more ``--epochs`` keeps the checkpoint's
-    schedule, as cosine does, and so trains on at the final lr instead of crashing.
-    """
-
-    def get_lr(self) -> list[float | Tensor]:
-        if self.last_epoch >= self.total_steps:
-            return [group["lr"] for group in self.optimizer.param_groups]
-        return super().get_lr()
+# Optimizer step -> factor of the peak lr.
+Schedule = Callable[[int], float]
 
 
-# Each factory gets the optimizer, the options, and how many steps the main schedule spans.
-SchedulerFactory = Callable[[Optimizer, Namespace, int, int], LRScheduler]
+def cosine(total: int) -> Schedule:
+    """From 1 down to 0 along half a cosine over ``total`` steps."""
+    return lambda t: (1 + math.cos(math.pi * min(t, total) / total)) / 2
+
+
+def one_cycle(total: int, peak_at: float = 0.3, start: float = 1 / 25, end: float = 1 / 25e4):
+    """``start`` up to 1 by step ``peak_at * total - 1``, then down to ``end`` by the last step,
+    each along half a cosine (torch's ``OneCycleLR`` without momentum cycling)."""
+    peak = peak_at * total - 1
+
+    def anneal(a: float, b: float, fraction: float) -> float:
+        return b + (a - b) * (1 + math.cos(math.pi * fraction)) / 2
+
+    def factor(t: int) -> float:
+        t = min(t, total - 1)
+        if t <= peak:
+            return anneal(start, 1.0, t / peak)
+        return anneal(1.0, end, (t - peak) / (total - 1 - peak))
+
+    return factor
+
+
+# Each factory gets the options, the steps the main schedule spans and the steps per epoch.
+SchedulerFactory = Callable[[Namespace, int, int], Schedule]
 
 SCHEDULERS: dict[str, SchedulerFactory] = {
-    "none": lambda optim, opt, steps, per_epoch: ConstantLR(optim, factor=1.0, total_iters=0),
-    "cosine": lambda optim, opt, steps, per_epoch: CosineAnnealingLR(optim, T_max=max(1, steps)),
-    "step": lambda optim, opt, steps, per_epoch: StepLR(
-        optim, step_size=max(1, opt.lr_step_epochs * per_epoch), gamma=opt.lr_gamma
+    "none": lambda opt, steps, per_epoch: lambda t: 1.0,
+    "cosine": lambda opt, steps, per_epoch: cosine(steps),
+    "step": lambda opt, steps, per_epoch: (
+        lambda t: opt.lr_gamma ** (t // max(1, opt.lr_step_epochs * per_epoch))
     ),
-    "onecycle": lambda optim, opt, steps, per_epoch: OneCycle(
-        optim,
-        max_lr=[group["lr"] for group in optim.param_groups],  # --lr, or each group's own
-        total_steps=max(1, steps),
-        cycle_momentum=False,
-    ),
+    "onecycle": lambda opt, steps, per_epoch: one_cycle(steps),
 }
 # Schedules with their own warm-up, for which --warmup_epochs is refused.
 SELF_WARMING = frozenset({"onecycle"})
@@ -71,14 +73,35 @@ def check_scheduler_options(opt: Namespace) -> None:
         )
 
 
-def build_scheduler(optimizer: Optimizer, opt: Namespace, steps_per_epoch: int) -> LRScheduler:
-    """Build ``opt.scheduler``, preceded by a linear warmup over ``opt.warmup_epochs`` if set."""
+def build_schedule(opt: Namespace, steps_per_epoch: int) -> Schedule:
+    """``opt.scheduler`` over ``opt.epochs``, after a linear warmup of ``opt.warmup_epochs``.
+
+    The warmup rises from ``1 / w`` of the peak in equal steps and reaches it at step ``w``,
+    where the main schedule begins.
+    """
     check_scheduler_options(opt)
     factory = lookup(SCHEDULERS, opt.scheduler, "scheduler")
     total = opt.epochs * steps_per_epoch
     warmup = round(opt.warmup_epochs * steps_per_epoch)
-    main = factory(optimizer, opt, total - warmup, steps_per_epoch)
+    main = factory(opt, max(1, total - warmup), steps_per_epoch)
     if warmup == 0:
         return main
-    ramp = LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup)
-    return SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+    return lambda t: 1 / warmup + (1 - 1 / warmup) * t / warmup if t < warmup else main(t - warmup)
+
+
+class Scheduler(LambdaLR):
+    """Sets each group's lr to its peak times the schedule's factor at the current step."""
+
+    def seek(self, step: int) -> None:
+        """Jump to optimizer step ``step``: the lr that a run which made ``step`` steps has."""
+        self.last_epoch = step
+        self._last_lr = [
+            base * factor(step) for base, factor in zip(self.base_lrs, self.lr_lambdas, strict=True)
+        ]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+
+
+def build_scheduler(optimizer: Optimizer, opt: Namespace, steps_per_epoch: int) -> Scheduler:
+    """The schedule of ``opt`` over ``optimizer``'s groups, at step 0."""
+    return Scheduler(optimizer, build_schedule(opt, steps_per_epoch))
