@@ -56,19 +56,24 @@ from utils.configcmp import format_table
 from utils.device import move_to, select_device
 from utils.distributed import (
     all_ranks,
-    any_rank,
     broadcast_object,
     gather_to_main,
     init_distributed,
     leave_process_group,
+    max_over_ranks,
 )
 from utils.earlystopper import EarlyStopper
 from utils.errors import NonFiniteLossError, UsageError
 from utils.logger import setup_logging
 from utils.meter import MeterGroup
-from utils.optimizer import OPTIMIZERS, build_optimizer
+from utils.optimizer import OPTIMIZERS, build_optimizer, load_optimizer_state
 from utils.progress import Progress
-from utils.resume import check_resume_options, find_latest_checkpoint, resume_command
+from utils.resume import (
+    check_mid_epoch_changes,
+    check_resume_options,
+    find_latest_checkpoint,
+    resume_command,
+)
 from utils.rundir import make_run_dir
 from utils.scheduler import SCHEDULERS, build_scheduler, check_scheduler_options
 from utils.seed import rng_state, seed_everything, set_rng_state
@@ -80,7 +85,6 @@ log = logging.getLogger(__name__)
 STATE_KEYS = (
     "model",
     "optimizer",
-    "scheduler",
     "stopper",
     "epoch",
     "batch_in_epoch",
@@ -290,24 +294,18 @@ class TrainerBase:
                 save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
             for leftover in remove_partial_writes(self.run_dir):
                 log.info("removed %s, a save cut short when the run was killed", leftover.name)
-            if self.config_changes:
-                log.warning(
-                    "resuming with changed options (--allow_config_change):\n%s",
-                    format_table(self.config_changes, "checkpoint", "now"),
-                )
 
         self.train_loader = self.build_loader(self.data.train, train=True)
         self.val_loader = self.build_loader(self.data.val, train=False)
         self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
+        self.cycles_per_epoch = math.ceil(self.steps_per_epoch / opt.accum_steps)
         # net: the model on the device (compiled, if asked); model: what a training step calls,
         # net wrapped in DDP or DataParallel when there are several devices.
         self.net = self.prepare_model(self.build_model())
         self.model = self.wrap_model(self.net)
         self.criterion = self.build_loss().to(self.device)
         self.optimizer = build_optimizer(self.model, opt)
-        self.scheduler = build_scheduler(
-            self.optimizer, opt, math.ceil(self.steps_per_epoch / opt.accum_steps)
-        )
+        self.scheduler = build_scheduler(self.optimizer, opt, self.cycles_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16")
         self.clipper = GradClipper(opt.clip_grad_norm, opt.clip_grad_value)
         self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
@@ -318,8 +316,11 @@ class TrainerBase:
         self.global_step = 0  # batches completed
         self.epoch_meters = MeterGroup()  # training averages of the epoch in progress
         self.epoch_skipped = 0  # batches of the epoch in progress skipped for a non-finite loss
+        self.cycle_learned = 0  # batches of the accumulation cycle in progress in the gradients
         self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
         self.metrics: dict[str, float] = {}
+        # Every rank's rank_state() at the (epoch, batch) where rank 0 last gathered them.
+        self.gathered: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
         if resume is not None:
             self.load_state_dict(resume)
             log.info(
@@ -329,6 +330,8 @@ class TrainerBase:
                 self.batch_in_epoch,
                 self.global_step,
             )
+        self.started_at = (self.epoch, self.batch_in_epoch)
+        self.commit()
         # On resume, TensorBoard hides what the earlier process logged after this checkpoint.
         purge = self.global_step + 1 if resume else None
         self.writer = SummaryWriter(self.run_dir, purge_step=purge) if self.dist.is_main else None
@@ -338,6 +341,7 @@ class TrainerBase:
 
         Options that change the results must equal the checkpoint's unless
         ``--allow_config_change``; the differences it lets through go to ``config_changes``.
+        Those that decide the batches of an epoch may not change in the middle of one.
         """
         if not self.opt.resume:
             return None
@@ -357,15 +361,11 @@ class TrainerBase:
         self.config_changes = check_resume_options(
             self.resume_path, state["config"], vars(self.opt), self.opt.allow_config_change
         )
-        processes = state.get("world_size", 1)
-        if state["batch_in_epoch"] and processes != self.dist.world_size:
-            if not self.opt.allow_config_change:
-                raise UsageError(
-                    f"--resume {self.resume_path}: written mid-epoch by {processes} process(es), "
-                    f"resumed by {self.dist.world_size}; the epoch's shards would not line up. "
-                    "Use the same --nproc_per_node, or pass --allow_config_change True"
-                )
-            self.config_changes.append(("world_size", processes, self.dist.world_size))
+        processes = state.get("world_size", 1)  # may change freely at an epoch end
+        moved = [("processes", processes, self.dist.world_size)]
+        plan_changes = self.config_changes + (moved if processes != self.dist.world_size else [])
+        position = (state["epoch"], state["batch_in_epoch"])
+        check_mid_epoch_changes(self.resume_path, position, plan_changes)
         return state
 
     def open_run_dir(self) -> Path:
@@ -415,23 +415,17 @@ class TrainerBase:
         """Write example images to TensorBoard; called every ``--log_images_every`` epochs."""
 
     def train_step(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """One batch: forward and loss under ``--amp``, backward, and the optimizer step once
-        every ``--accum_steps`` batches. Returns the detached loss and the outputs.
+        """One batch: forward and loss under ``--amp``, then :meth:`backward`. Returns the
+        detached loss and the outputs.
 
-        An override should call ``check_loss`` before ``backward`` and skip it when that
-        returns False, as here, so that ``--nonfinite`` keeps working.
+        The optimizer steps in the loop, once every ``--accum_steps`` batches. An override
+        computes its loss and hands it to ``self.backward``, which applies ``--nonfinite``,
+        the AMP loss scale and the accumulation average.
         """
         with self.autocast():
             outputs = self.model(inputs)
             loss = self.compute_loss(outputs, targets)
-        ends_cycle = self.cycle_ends_at(self.batch_in_epoch + 1)
-        if self.check_loss(loss):
-            # DDP: average gradients across ranks only once a cycle, not every batch.
-            sync = ends_cycle or not isinstance(self.model, DistributedDataParallel)
-            with contextlib.nullcontext() if sync else self.model.no_sync():
-                self.scaler.scale(loss / self.opt.accum_steps).backward()
-        if ends_cycle:
-            self.optimizer_step()
+        self.backward(loss)
         return loss.detach(), outputs
 
     # ----- the loop --------------------------------------------------------------------------
@@ -445,15 +439,16 @@ class TrainerBase:
         """
         if self.dist.is_main:
             self.log_start()
-        self.check_monitor()
-        finished = False
+        together = False  # whether every rank ends here at the same point
         try:
+            self.check_monitor()
             with self.stop_signal:
                 while self.epoch < self.opt.epochs and not self.stopper.should_stop:
                     self.train_epoch_and_validate()
                     self.check_stop(now=True)
-            finished = True
+            together = True
         except BaseException as exc:
+            together = isinstance(exc, StopRequested) or getattr(exc, "every_rank", False)
             self.save_interrupt_checkpoint(exc)
             raise
         finally:
@@ -461,7 +456,9 @@ class TrainerBase:
                 self.writer.close()
             if self.dist.enabled:
                 self.model = self.net  # the DDP wrapper holds the process group
-                leave_process_group(wait_for_all=finished)
+                # Together, the ranks wait for rank 0's last save: torchrun stops the others
+                # once one exits.
+                leave_process_group(wait_for_all=together)
         if self.stopper.should_stop:
             log.info(
                 "early stop: %s has not improved for %d epochs",
@@ -477,7 +474,8 @@ class TrainerBase:
         """One epoch of training and validation with logging and checkpoints."""
         start = time.perf_counter()
         train = self.train_one_epoch()
-        self.raise_if_nonfinite()
+        if self.dist.enabled:  # an exception in validation saves from here, for every rank
+            self.gather_rank_states()
         val = self.validate()
         self.metrics = {
             **{f"train_{k}": v for k, v in train.items()},
@@ -492,18 +490,23 @@ class TrainerBase:
         self.epoch_meters = MeterGroup()
         self.epoch_skipped = 0
         improved = self.stopper.step(self.metrics[self.opt.monitor])
+        self.commit()
         if self.dist.is_main:
             self.log_epoch(improved)
-            every = self.opt.log_images_every
-            if every and self.epoch % every == 0:
-                self.log_images()
         # Best before last: a kill between the two leaves last behind, never best.
         if improved:
             self.save("best")
         self.save("last")
+        every = self.opt.log_images_every
+        if self.dist.is_main and every and self.epoch % every == 0:
+            self.log_images()
 
     def train_one_epoch(self) -> dict[str, float]:
-        """Train over the epoch's batches (from ``batch_in_epoch`` on when resuming)."""
+        """Train over the epoch's batches (from ``batch_in_epoch`` on when resuming).
+
+        Under DDP the ranks agree every ``STOP_SYNC_STEPS`` optimizer steps on whether a stop
+        signal or a non-finite loss arrived on any of them, and at the end of the epoch.
+        """
         self.model.train()
         self.train_loader.sampler.set_epoch(
             self.epoch, start=self.batch_in_epoch * self.opt.batch_size
@@ -517,22 +520,29 @@ class TrainerBase:
         )
         for step, batch in enumerate(progress, start=1):
             inputs, targets = self.augment(*self.to_device(batch))
+            ends_cycle = self.cycle_ends_at(self.batch_in_epoch + 1)
             skipped = self.epoch_skipped
-            loss, outputs = self.train_step(inputs, targets)
+            with self.gradient_sync(ends_cycle):
+                loss, outputs = self.train_step(inputs, targets)
             self.batch_in_epoch += 1
             self.global_step += 1
             if self.epoch_skipped == skipped:
                 self.epoch_meters.update(self.batch_stats(loss, outputs, targets), len(targets))
-            if progress.update(step, len(targets), self.running_stats):
+            if ends_cycle:
+                self.optimizer_step()
+            shown = progress.update(step, len(targets), self.running_stats)
+            if shown and not self.dist.enabled:
                 self.raise_if_nonfinite()  # the host has just waited for the device anyway
-            if self.cycle_ends_at(self.batch_in_epoch):  # a consistent state to stop or save
+            if ends_cycle:  # a consistent state to stop or save
                 if every and self.global_step % every == 0:
                     self.save("last")
                 self.check_stop()
-        if "loss" not in self.epoch_meters.meters:
+        self.check_nonfinite()
+        if self.batch_in_epoch and self.epoch_skipped == self.batch_in_epoch:
             raise NonFiniteLossError(
                 f"every batch of epoch {self.epoch + 1} had a non-finite loss; lower --lr or "
-                "clip gradients (--clip_grad_norm)"
+                "clip gradients (--clip_grad_norm)",
+                every_rank=True,
             )
         return self.epoch_meters.global_averages(self.device)
 
@@ -567,6 +577,59 @@ class TrainerBase:
         loss = self.epoch_meters.meters.get("loss")
         return {"loss": loss.avg if loss else math.nan, "lr": self.lr}
 
+    # ----- one optimisation step -------------------------------------------------------------
+
+    def backward(self, loss: Tensor) -> bool:
+        """Add this batch's gradients: the loss averaged over its accumulation cycle, scaled
+        for ``--amp fp16``. Returns False, adding nothing, when ``--nonfinite skip`` drops it.
+        """
+        if not self.check_loss(loss):
+            return False
+        cycle = self.cycle_length(self.batch_in_epoch + 1)
+        self.scaler.scale(loss / cycle).backward()
+        self.cycle_learned += 1
+        return True
+
+    def optimizer_step(self) -> None:
+        """End an accumulation cycle: unscale (fp16), clip, step, update the scaler, clear the
+        gradients, advance the lr, and :meth:`commit` the new state.
+
+        A cycle with skipped batches averages over the batches it kept; one that kept none
+        leaves the weights alone but keeps its place in the schedule.
+        """
+        learned, cycle = self.cycle_learned, self.cycle_length(self.batch_in_epoch)
+        if learned:
+            if learned < cycle:
+                for param in self.model.parameters():
+                    if param.grad is not None:
+                        param.grad.mul_(cycle / learned)
+            self.scaler.unscale_(self.optimizer)
+            self.clipper(self.model.parameters())
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.cycle_learned = 0
+        self.commit()
+
+    def commit(self) -> None:
+        """Remember the state after the last optimizer step (or epoch end), where an interrupt
+        checkpoint written after an exception resumes."""
+        self.committed = (
+            self.batch_in_epoch,
+            self.global_step,
+            self.epoch_skipped,
+            self.epoch_meters.copy(),
+        )
+
+    def rollback(self) -> None:
+        """Return to the last :meth:`commit`: batches after it reached only the gradients
+        (dropped here) and the meters, never the weights."""
+        self.batch_in_epoch, self.global_step, self.epoch_skipped, meters = self.committed
+        self.epoch_meters = meters.copy()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.cycle_learned = 0
+
     # ----- checks ----------------------------------------------------------------------------
 
     def check_loss(self, loss: Tensor) -> bool:
@@ -574,8 +637,9 @@ class TrainerBase:
 
         ``--nonfinite stop`` notes a NaN/inf on the device without waiting for it; the run
         stops at the next point where the host reads the device anyway (a progress line, a
-        save, the epoch end), before anything is saved. ``--nonfinite skip`` has to wait for
-        the device to decide (agreed across DDP ranks); it counts the batch and returns False.
+        save, the epoch end; under DDP the ranks' next agreement). ``--nonfinite skip`` has to
+        wait for the device to decide (agreed across DDP ranks); it counts the batch and
+        returns False.
         """
         finite = torch.isfinite(loss).all()
         if self.opt.nonfinite == "stop":
@@ -605,8 +669,33 @@ class TrainerBase:
         raise NonFiniteLossError(
             f"non-finite training loss at epoch {epoch + 1}, batch {batch + 1} (step {step}); "
             "the checkpoints written before it are kept. Lower --lr, clip gradients "
-            "(--clip_grad_norm) or pass --nonfinite skip"
+            "(--clip_grad_norm) or pass --nonfinite skip",
+            every_rank=self.dist.enabled,
         )
+
+    def agree(self) -> bool:
+        """Under DDP, share what each rank noted: whether a stop signal arrived and the first
+        non-finite loss. Every rank calls this at the same point; it raises
+        :class:`NonFiniteLossError` on all of them if any saw one, else returns whether any
+        received a stop signal. One all-reduce."""
+        none = torch.iinfo(torch.long).min  # the maximum of -step picks the earliest step
+        first = int(self.first_nonfinite)
+        received, earliest = max_over_ranks(
+            [int(self.stop_signal.signum is not None), -first if first >= 0 else none],
+            self.dist,
+            self.device,
+        )
+        if earliest != none:
+            self.first_nonfinite.fill_(-earliest)
+            self.raise_if_nonfinite()
+        return bool(received)
+
+    def check_nonfinite(self) -> None:
+        """Raise :class:`NonFiniteLossError` if a non-finite loss was noted (on any rank)."""
+        if self.dist.enabled:
+            self.agree()
+        else:
+            self.raise_if_nonfinite()
 
     def check_stop(self, now: bool = False) -> None:
         """Raise :class:`StopRequested` once SIGTERM/SIGINT arrived; under DDP on every rank
@@ -615,10 +704,8 @@ class TrainerBase:
             self.stop_signal.check()
             return
         steps = self.global_step // self.opt.accum_steps
-        if now or steps % STOP_SYNC_STEPS == 0:
-            received = self.stop_signal.signum is not None
-            if any_rank(received, self.dist, self.device):
-                raise StopRequested(self.stop_signal.signum or signal.SIGTERM)
+        if (now or steps % STOP_SYNC_STEPS == 0) and self.agree():
+            raise StopRequested(self.stop_signal.signum or signal.SIGTERM)
 
     def check_monitor(self) -> None:
         """Validate two batches before training, so a wrong ``--monitor`` fails in seconds."""
@@ -628,7 +715,8 @@ class TrainerBase:
         if self.opt.monitor not in names:
             known = ", ".join(names)
             raise UsageError(
-                f"--monitor {self.opt.monitor}: not a metric of this task; known: {known}"
+                f"--monitor {self.opt.monitor}: not a metric of this task; known: {known}",
+                every_rank=True,
             )
 
     # ----- helpers ---------------------------------------------------------------------------
@@ -679,18 +767,28 @@ class TrainerBase:
         dtype = torch.bfloat16 if self.opt.amp == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
+    def gradient_sync(self, ends_cycle: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, gradients are averaged across ranks only in the batch that ends an
+        accumulation cycle; the others run forward and backward inside ``no_sync()`` (the
+        forward too, or DDP all-reduces in that batch's backward all the same)."""
+        if ends_cycle or not isinstance(self.model, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.model.no_sync()
+
     def cycle_ends_at(self, batch: int) -> bool:
         """Whether batch ``batch`` (1-based) of an epoch ends a gradient accumulation cycle."""
         return batch % self.opt.accum_steps == 0 or batch == self.steps_per_epoch
 
-    def optimizer_step(self) -> None:
-        """Unscale (fp16), clip, step, update the scaler, clear gradients, advance the lr."""
-        self.scaler.unscale_(self.optimizer)
-        self.clipper(self.model.parameters())
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()  # skipped batches keep their place in the schedule
+    def cycle_length(self, batch: int) -> int:
+        """How many batches the accumulation cycle holding batch ``batch`` (1-based) has: the
+        epoch's last cycle may be shorter than ``--accum_steps``."""
+        first = (batch - 1) // self.opt.accum_steps * self.opt.accum_steps
+        return min(self.opt.accum_steps, self.steps_per_epoch - first)
+
+    def optimizer_steps_done(self) -> int:
+        """Optimizer steps (accumulation cycles) done: where the lr schedule stands."""
+        done_this_epoch = math.ceil(self.batch_in_epoch / self.opt.accum_steps)
+        return self.epoch * self.cycles_per_epoch + done_this_epoch
 
     def log_start(self) -> None:
         log.info("run dir %s", self.run_dir)
@@ -733,11 +831,13 @@ class TrainerBase:
         return self.run_dir / f"{self.opt.model_type}_{kind}_ckpt.pth"
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the next step depends on; only tensors and plain containers."""
+        """Everything the next step depends on; only tensors and plain containers.
+
+        The lr schedule needs no state of its own: it follows from the options and the step.
+        """
         return {
             "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "stopper": self.stopper.state_dict(),
             "epoch": self.epoch,
@@ -760,25 +860,50 @@ class TrainerBase:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (checked for every entry on reading).
 
+        Options changed with ``--allow_config_change`` take effect: the optimizer keeps its
+        moments but takes the new hyperparameters (another ``--optimizer`` starts afresh), the
+        lr follows the new schedule from the step reached, another ``--monitor`` starts a new
+        best, and another ``--seed`` restarts the random streams from it.
+
         Under DDP each rank takes its own RNG states and meters when the checkpoint has them
         for this many ranks; otherwise rank 0 takes the saved ones and the other ranks keep
         their seeded streams and start their meters empty.
         """
         load_model_state(self.model, state["model"], f"checkpoint {self.resume_path}")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        changed = {key: (old, new) for key, old, new in self.config_changes}
+        if "optimizer" in changed:
+            self.note_change("optimizer", "its state (momenta, moments) starts empty")
+        else:
+            load_optimizer_state(self.optimizer, state["optimizer"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        self.stopper.load_state_dict(state["stopper"])
+        if changed.keys() & {"monitor", "monitor_mode"}:
+            self.note_change("monitor", "the best value and the patience count start afresh")
+        else:
+            self.stopper.load_state_dict(state["stopper"])
         self.epoch = state["epoch"]
         self.batch_in_epoch = state["batch_in_epoch"]
         self.global_step = state["global_step"]
         self.metrics = state["metrics"]
+        self.scheduler.seek(self.optimizer_steps_done())
         ranks = state.get("ranks", [])
         if len(ranks) == self.dist.world_size:
             self.load_rank_state(ranks[self.dist.rank])
         elif self.dist.is_main:
             self.load_rank_state(state)
+        if "seed" in changed:
+            self.note_change("seed", "the random streams restart from the new seed")
+            seed_everything(self.opt.seed + self.dist.rank, self.opt.deterministic)
+        if self.config_changes and self.dist.is_main:
+            log.warning(
+                "resuming with changed options (--allow_config_change), in effect from here:\n%s",
+                format_table(self.config_changes, "checkpoint", "now"),
+            )
+
+    def note_change(self, option: str, effect: str) -> None:
+        """Log what changing ``option`` on resume does beyond taking its new value."""
+        if self.dist.is_main:
+            log.warning("--%s changed on resume: %s", option, effect)
 
     def load_rank_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`rank_state` saved."""
@@ -786,17 +911,37 @@ class TrainerBase:
         self.epoch_skipped = state["epoch_skipped"]
         set_rng_state(state["rng"])
 
+    def gather_rank_states(self) -> list[dict[str, Any]] | None:
+        """Every rank's :meth:`rank_state` on rank 0 (None elsewhere); every rank calls this.
+
+        Rank 0 keeps them with the position they belong to: an exception there before the
+        next optimizer step can save a checkpoint from which every rank resumes exactly.
+        """
+        ranks = gather_to_main(self.rank_state(), self.dist)
+        if ranks is not None:
+            self.gathered = ((self.epoch, self.batch_in_epoch), ranks)
+        return ranks
+
     def save(self, kind: str, every_rank_here: bool = True) -> Path:
         """Write the ``kind`` checkpoint (rank 0 only); never one of non-finite weights.
 
         Under DDP, ``every_rank_here`` says that all ranks call this at the same point, so
-        rank 0 can gather their :meth:`rank_state`; pass False where only some ranks may.
+        they can agree on non-finite losses and rank 0 can gather their :meth:`rank_state`;
+        pass False where only some ranks may (after an exception), and rank 0 saves what it
+        gathered last if that is still the current position.
         """
-        self.raise_if_nonfinite()
         path = self.checkpoint_path(kind)
         ranks = None
-        if self.dist.enabled and every_rank_here:
-            ranks = gather_to_main(self.rank_state(), self.dist)
+        if every_rank_here:
+            self.check_nonfinite()
+            if self.dist.enabled:
+                ranks = self.gather_rank_states()
+        else:
+            self.raise_if_nonfinite()
+            if not all(torch.isfinite(p).all() for p in self.net.parameters()):
+                raise NonFiniteLossError("the weights are not finite (a NaN on another rank?)")
+            if self.gathered and self.gathered[0] == (self.epoch, self.batch_in_epoch):
+                ranks = self.gathered[1]
         if self.dist.is_main:
             state = self.state_dict()
             if ranks is not None:
@@ -805,15 +950,25 @@ class TrainerBase:
         return path
 
     def save_interrupt_checkpoint(self, exc: BaseException) -> None:
-        """Write the interrupt checkpoint and log how to continue; never masks ``exc``."""
+        """Write the interrupt checkpoint and log how to continue; never masks ``exc``.
+
+        A stop signal is handled after an optimizer step; any other exception may come in the
+        middle of one, so the checkpoint holds the state after the last step (:meth:`rollback`)
+        and the resumed run trains the batches since then again. Nothing is written when the
+        run has not moved since it started or resumed.
+        """
         if isinstance(exc, NonFiniteLossError):
             last = self.checkpoint_path("last")
             if self.dist.is_main and last.is_file():
                 log.error("continue from the last checkpoint with: %s", resume_command(last))
             return
+        agreed = isinstance(exc, StopRequested)  # on every rank, after an optimizer step
+        if not agreed:
+            self.rollback()
+        if (self.epoch, self.batch_in_epoch) == self.started_at:
+            return
         try:
-            # A stop signal is agreed on by every rank; any other exception may be one rank's.
-            path = self.save("interrupt", every_rank_here=isinstance(exc, StopRequested))
+            path = self.save("interrupt", every_rank_here=agreed)
         except Exception as err:
             log.error(
                 "%s, and the interrupt checkpoint could not be written: %s", type(exc).__name__, err
@@ -825,7 +980,7 @@ class TrainerBase:
         log.log(
             logging.WARNING if stopped else logging.ERROR,
             "%s in epoch %d after batch %d (step %d); saved %s\ncontinue with: %s",
-            exc if isinstance(exc, StopRequested) else type(exc).__name__,
+            exc if agreed else type(exc).__name__,
             self.epoch + 1,
             self.batch_in_epoch,
             self.global_step,

@@ -49,7 +49,7 @@ def run_script(*args: str | Path, env: dict[str, str] | None = None) -> subproce
     )
 
 
-def start_script(*args: str | Path) -> subprocess.Popen:
+def start_script(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start ``python <args>`` from the repo root in its own process group, output to one pipe.
 
     Its own group lets a test signal the script and its DataLoader workers together, as a
@@ -61,7 +61,7 @@ def start_script(*args: str | Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         start_new_session=True,
     )
 

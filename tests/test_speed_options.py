@@ -49,6 +49,25 @@ def test_accumulation_steps_at_the_end_of_a_short_epoch(tmp_path):
     assert trainer.optimizer.state_dict()["state"][0]["step"].item() == 4
 
 
+def test_the_epochs_last_short_cycle_averages_over_its_own_batches(tmp_path):
+    """Cycles of 3 over 10 batches: [1-3], [4-6], [7-9] and [10]; each optimizer step follows
+    the mean loss of the batches in its own cycle, the last one of batch 10 alone."""
+    sgd = ("--accum_steps", "3", "--epochs", "1", "--optimizer", "sgd", "--momentum", "0")
+    sgd += ("--scheduler", "none", "--lr", "0.5")
+    trainer = trained(tmp_path / "trained", *sgd)
+
+    fresh = ToyTrainer(options(tmp_path / "by-hand", *sgd))  # same initial weights and order
+    model, batches = fresh.model, list(fresh.train_loader)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for cycle in (batches[0:3], batches[3:6], batches[6:9], batches[9:10]):
+        optimizer.zero_grad()
+        for inputs, targets in cycle:
+            (nn.functional.cross_entropy(model(inputs), targets) / len(cycle)).backward()
+        optimizer.step()
+    for key, value in model.state_dict().items():
+        assert torch.allclose(trainer.model.state_dict()[key], value, atol=1e-6), key
+
+
 class DtypeProbe(ToyTrainer):
     """Records the dtype of the model's outputs in training steps."""
 

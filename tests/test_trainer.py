@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
 from utils.checkpoint import save_checkpoint
@@ -113,19 +114,60 @@ def test_early_stopping_ends_the_run(tmp_path):
     assert "early stop" in (trainer.run_dir / "train.log").read_text()
 
 
-def test_unknown_monitor_fails_before_training(tmp_path):
+def test_unknown_monitor_fails_before_training_and_closes_what_train_opened(tmp_path):
     trainer = ToyTrainer(options(tmp_path, "--monitor", "val_dice"))
     with pytest.raises(UsageError, match=r"--monitor val_dice.*val_acc"):
         trainer.train()
     assert not list(trainer.run_dir.glob("*.pth"))
+    assert trainer.writer.all_writers is None  # closed, as after a finished run
 
 
-def test_clipping_and_schedule_options_reach_the_loop(tmp_path):
-    trainer = ToyTrainer(
-        options(tmp_path, "--clip_grad_norm", "0.5", "--scheduler", "cosine", "--epochs", "2")
+def gradients_at_each_step(trainer: ToyTrainer) -> list[list[torch.Tensor]]:
+    """Copies of the gradients that each optimizer step of ``trainer.train()`` applies."""
+    applied: list[list[torch.Tensor]] = []
+    trainer.optimizer.register_step_pre_hook(
+        lambda optimizer, args, kwargs: applied.append(
+            [p.grad.clone() for group in optimizer.param_groups for p in group["params"]]
+        )
     )
     trainer.train()
-    assert trainer.clipper.max_norm == 0.5
+    return applied
+
+
+def test_clip_grad_norm_bounds_the_applied_gradients(tmp_path):
+    trainer = ToyTrainer(options(tmp_path, "--clip_grad_norm", "0.05"))
+    norms = [
+        torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])).item()
+        for grads in gradients_at_each_step(trainer)
+    ]
+    assert len(norms) == 3 * BATCHES_PER_EPOCH
+    assert max(norms) <= 0.05 * (1 + 1e-5)
+    clipped = [n for n in norms if n == pytest.approx(0.05, rel=1e-4)]
+    assert len(clipped) >= len(norms) // 2  # the toy's raw norms are above 0.05
+
+
+def test_clip_grad_value_bounds_every_applied_gradient(tmp_path):
+    trainer = ToyTrainer(options(tmp_path, "--clip_grad_value", "0.001"))
+    largest = [
+        max(g.abs().max().item() for g in grads) for grads in gradients_at_each_step(trainer)
+    ]
+    # Every step has gradients above 0.001, so its largest one sits exactly at the limit.
+    assert largest == [torch.tensor(0.001).item()] * 3 * BATCHES_PER_EPOCH
+
+
+def test_label_smoothing_reaches_the_training_loss(tmp_path):
+    trainer = ToyTrainer(options(tmp_path, "--label_smoothing", "0.2"))
+    logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    smoothed = 0.8 * nn.functional.one_hot(targets, 3) + 0.2 / 3
+    expected = -(smoothed * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    assert trainer.compute_loss(logits, targets).item() == pytest.approx(expected.item())
+    assert expected.item() != pytest.approx(nn.functional.cross_entropy(logits, targets).item())
+
+
+def test_cosine_schedule_reaches_the_loop(tmp_path):
+    trainer = ToyTrainer(options(tmp_path, "--scheduler", "cosine", "--epochs", "2"))
+    trainer.train()
     # cosine over all 20 steps ends at lr 0
     assert trainer.lr == pytest.approx(0.0, abs=1e-12)
     assert scalars(trainer.run_dir, "lr")[-1][1] == pytest.approx(0.0, abs=1e-12)
@@ -284,12 +326,7 @@ def test_resume_with_changed_options_is_refused_unless_allowed(tmp_path):
     # Where the data or the workers are is not part of what a run computes.
     ToyTrainer(options(tmp_path, "--data_dir", "/elsewhere", "--resume", checkpoint))
 
-    allowed = ToyTrainer(
-        options(tmp_path, "--lr", "0.5", "--resume", checkpoint, "--allow_config_change", "True")
-    )
-    assert allowed.opt.lr == 0.5
-    log = (trainer.run_dir / "train.log").read_text()
-    assert "resuming with changed options" in log and "0.001" in log
+    # What an allowed change does is tested in test_config_change.py.
 
 
 def test_resuming_a_finished_run_trains_nothing(tmp_path):
@@ -357,9 +394,66 @@ def test_mid_epoch_resume_with_another_number_of_processes_is_refused(tmp_path):
     state = load(checkpoint)
     assert state["world_size"] == 1
     save_checkpoint(checkpoint, {**state, "world_size": 2})  # as if written under torchrun
-    with pytest.raises(UsageError, match="written mid-epoch by 2 process"):
-        ToyTrainer(options(tmp_path, "--resume", str(checkpoint)))
-    resumed = ToyTrainer(
-        options(tmp_path, "--resume", str(checkpoint), "--allow_config_change", "True")
-    )
-    assert ("world_size", 2, 1) in resumed.config_changes
+    for allow in ("False", "True"):  # even allowed: samples of the epoch would repeat
+        with pytest.raises(UsageError, match="processes 2 -> 1 would repeat or skip samples"):
+            ToyTrainer(
+                options(tmp_path, "--resume", str(checkpoint), "--allow_config_change", allow)
+            )
+
+
+def test_fp16_with_a_skipped_batch_trains_on(tmp_path):
+    """The GradScaler has nothing to unscale in a cycle whose only batch was skipped."""
+    trainer = nan_loss_at(3)(options(tmp_path, "--amp", "fp16", "--nonfinite", "skip"))
+    metrics = trainer.train()
+    assert math.isfinite(metrics["train_loss"])
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert [v for _, v in scalars(trainer.run_dir, "train/skipped")] == [1]
+    assert trainer.global_step == 3 * BATCHES_PER_EPOCH
+
+
+def failing(point: str, at_step: int) -> type[ToyTrainer]:
+    """A ToyTrainer that raises once, in batch ``at_step + 1``, at ``point``: ``forward`` (of a
+    batch in the middle of an accumulation cycle), ``metrics`` (after the backward of the batch
+    that ends a cycle, before its optimizer step) or ``after-step`` (right after that step)."""
+
+    class Failing(ToyTrainer):
+        def augment(self, inputs, targets):
+            if point == "forward" and self.global_step == at_step:
+                raise RuntimeError("simulated failure in the forward")
+            return super().augment(inputs, targets)
+
+        def compute_metrics(self, outputs, targets):
+            if point == "metrics" and self.model.training and self.global_step == at_step + 1:
+                raise RuntimeError("simulated failure in the metrics")
+            return super().compute_metrics(outputs, targets)
+
+        def optimizer_step(self):
+            super().optimizer_step()
+            if point == "after-step" and self.global_step == at_step + 1:
+                raise RuntimeError("simulated failure after the optimizer step")
+
+    return Failing
+
+
+@pytest.mark.parametrize(
+    ("point", "at_step", "saved_step"),
+    [("forward", 13, 12), ("metrics", 13, 12), ("after-step", 13, 14)],
+)
+def test_an_exception_anywhere_in_a_step_resumes_without_repeating_or_losing_a_batch(
+    tmp_path, point, at_step, saved_step
+):
+    """With cycles of two batches, the interrupt checkpoint holds the state after the last
+    optimizer step: the batches since then are trained again, each exactly once."""
+    run = ("--linear", "True", "--accum_steps", "2", "--optimizer", "sgd")
+    reference = ToyTrainer(options(tmp_path / "reference", *run))
+    reference.train()
+    failed = failing(point, at_step)(options(tmp_path, *run))
+    with pytest.raises(RuntimeError, match="simulated"):
+        failed.train()
+    checkpoint = failed.run_dir / "Vanilla_interrupt_ckpt.pth"
+    state = load(checkpoint)
+    assert (state["global_step"], state["batch_in_epoch"]) == (saved_step, saved_step - 10)
+    resumed = ToyTrainer(options(tmp_path, *run, "--resume", str(checkpoint)))
+    resumed.train()
+    assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
+    assert without_time(resumed.metrics) == without_time(reference.metrics)

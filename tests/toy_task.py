@@ -3,11 +3,23 @@
 Run as a script (``python -m tests.toy_task --output_dir DIR ...``) it behaves like a task
 script: the fault tests signal and kill it. Its augmentation draws from python's, numpy's and
 torch's RNGs, and the MLP has dropout, so a resume is only bit-exact if every RNG is restored.
+
+``TOY_FAULT`` in the environment (not an option, so a resumed run's options stay those of the
+run) injects one fault: ``nan:STEP:RANK`` makes the training loss of batch STEP (1-based,
+counted over the run) NaN on rank RANK; ``validate:EPOCH:RANK`` raises in the validation of
+epoch EPOCH on rank RANK; ``kill-in-save:N:RANK`` SIGKILLs the process halfway through writing
+the N-th checkpoint it saves.
 """
 
 import argparse
+import io
+import math
+import os
 import random
+import signal
 import time
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -16,10 +28,33 @@ from torch.utils.data import Subset, TensorDataset
 
 from data.splits import DataSplits
 from trainer_vanilla import VanillaTrainer, build_vanilla_parser
+from utils.atomic import atomic_write
 from utils.cli import non_negative_float, run_main, str2bool
 
 BATCHES_PER_EPOCH = 10  # 160 train samples / batch 16
 TOY_ARGS = ("--gpu_devices", "cpu", "--num_workers", "0", "--batch_size", "16")
+
+
+def write_half_then_die(path: Path, state: dict) -> None:
+    """Start writing a checkpoint as ``save_checkpoint`` does, and get SIGKILLed halfway."""
+
+    def write(file) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        file.write(buffer.getbuffer()[: buffer.tell() // 2])
+        file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    atomic_write(path, write)
+
+
+def fault(kind: str) -> int | None:
+    """The step or epoch of the ``TOY_FAULT`` of ``kind`` meant for this rank, if any."""
+    spec = os.environ.get("TOY_FAULT", "")
+    if not spec:
+        return None
+    name, at, rank = spec.split(":")
+    return int(at) if name == kind and os.environ.get("RANK", "0") == rank else None
 
 
 class ToyTrainer(VanillaTrainer):
@@ -56,6 +91,25 @@ class ToyTrainer(VanillaTrainer):
     def train_step(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         time.sleep(self.opt.step_delay)
         return super().train_step(inputs, targets)
+
+    def compute_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        loss = super().compute_loss(outputs, targets)
+        nan_at = fault("nan")
+        return loss * math.nan if self.model.training and nan_at == self.global_step + 1 else loss
+
+    saves = 0  # checkpoints this process has saved
+
+    def save(self, kind: str, every_rank_here: bool = True) -> Path:
+        self.saves += 1
+        if fault("kill-in-save") != self.saves:
+            return super().save(kind, every_rank_here)
+        with mock.patch("trainer.save_checkpoint", write_half_then_die):
+            return super().save(kind, every_rank_here)
+
+    def validate(self, max_batches: int | None = None) -> dict[str, float]:
+        if max_batches is None and fault("validate") == self.epoch + 1:
+            raise RuntimeError(f"simulated failure in the validation of epoch {self.epoch + 1}")
+        return super().validate(max_batches)
 
 
 def build_toy_parser() -> argparse.ArgumentParser:

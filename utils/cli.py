@@ -3,6 +3,7 @@
 import argparse
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -68,15 +69,17 @@ zero_to_one = number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")  # 
 
 
 def run_main(main: Callable[[], object]) -> None:
-    """Run a script's main: a UsageError is one line on stderr and exit 2, a graceful stop on a
-    signal exits 128 + its number (SIGTERM 143, SIGINT 130), and so does a hard Ctrl-C (130).
+    """Run a script's main: a UsageError is one line on stderr and exit 2 (under torchrun, one
+    line from rank 0 when every rank raised it), a graceful stop on a signal exits 128 + its
+    number (SIGTERM 143, SIGINT 130), and so does a hard Ctrl-C (130).
 
     Any other exception is a bug and keeps its traceback.
     """
     try:
         main()
     except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if not err.every_rank or os.environ.get("RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except StopRequested as stop:
         sys.exit(stop.exit_code)

@@ -91,13 +91,18 @@ def gather_to_main(value: Any, info: DistInfo) -> list[Any] | None:
     return values
 
 
+def max_over_ranks(values: list[int], info: DistInfo, device: torch.device) -> list[int]:
+    """The element-wise maximum of ``values`` over every rank, in one all-reduce."""
+    if not info.enabled:
+        return values
+    tensor = torch.tensor(values, dtype=torch.long, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True on every rank if ``flag`` is True on any rank; waits for all of them."""
-    if not info.enabled:
-        return flag
-    value = torch.tensor(int(flag), device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return bool(max_over_ranks([int(flag)], info, device)[0])
 
 
 def all_ranks(flag: bool, info: DistInfo, device: torch.device) -> bool:
@@ -109,9 +114,12 @@ def leave_process_group(wait_for_all: bool) -> None:
     """Destroy the process group at the end of a run; drop DDP wrappers before calling this.
 
     Destroying the last reference stops gloo's worker threads while Python is still alive.
-    After a normal end every rank waits for the others first, as destroy_process_group
-    should be called by all ranks together (NCCL's teardown is collective); after a failure
-    the other ranks may never arrive, so ``wait_for_all=False`` skips the wait.
+    When every rank ends at the same point (a finished run, an agreed stop or error) they
+    wait for each other first: destroy_process_group should be called by all ranks together
+    (NCCL's teardown is collective), and rank 0 may still be writing its last checkpoint,
+    which torchrun would cut short by stopping it as soon as another rank exits. After a
+    failure on one rank the others may never arrive, so ``wait_for_all=False`` skips the
+    wait.
     """
     if not dist.is_initialized():
         return

@@ -4,8 +4,14 @@
 class UsageError(Exception):
     """Bad input (a flag, a file, a name); the message names it and says what was expected.
 
-    Scripts print it as one line without a traceback and exit with status 2.
+    Scripts print it as one line without a traceback and exit with status 2. ``every_rank``
+    says that under torchrun every process raises the same error at the same point (a check
+    the ranks agreed on), so rank 0 alone prints it.
     """
+
+    def __init__(self, message: str, every_rank: bool = False) -> None:
+        super().__init__(message)
+        self.every_rank = every_rank
 
 
 class NonFiniteLossError(UsageError):

@@ -5,6 +5,7 @@ training loop never stalls the GPU to book-keep; reading ``avg`` (for a progress
 epoch summary) is the one place that waits.
 """
 
+import copy
 import math
 
 import torch
@@ -52,6 +53,12 @@ class MeterGroup:
     def update(self, values: dict[str, float | Tensor], n: int) -> None:
         for name, value in values.items():
             self.meters.setdefault(name, AvgMeter()).update(value, n)
+
+    def copy(self) -> "MeterGroup":
+        """A snapshot that later updates leave alone (they replace sums, never change them)."""
+        snapshot = MeterGroup()
+        snapshot.meters = {name: copy.copy(meter) for name, meter in self.meters.items()}
+        return snapshot
 
     def averages(self) -> dict[str, float]:
         return {name: meter.avg for name, meter in self.meters.items()}

@@ -27,6 +27,21 @@ RESUME_FREE_OPTIONS = frozenset(
     }
 )
 
+# Options that decide which samples the rest of an epoch holds and how its batches group into
+# accumulation cycles. A checkpoint written mid-epoch resumes only with the values it was
+# written with (and as many processes); at an epoch end they may change.
+EPOCH_PLAN_OPTIONS = frozenset(
+    {
+        "batch_size",
+        "accum_steps",
+        "seed",
+        "data_type",
+        "val_ratio",
+        "test_ratio",
+        "train_val_sample_rate",
+    }
+)
+
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
     """The resumable checkpoints in ``run_dir``, newest first."""
@@ -78,6 +93,25 @@ def check_resume_options(
             "run's options (its logged command has them) or pass --allow_config_change True"
         )
     return changes
+
+
+def check_mid_epoch_changes(
+    checkpoint: Path, position: tuple[int, int], changes: list[tuple[str, Any, Any]]
+) -> None:
+    """Refuse ``changes`` to the epoch's plan when ``position`` (epoch, batch) is mid-epoch.
+
+    Allowed or not, such a change would repeat or skip samples of the epoch in progress.
+    """
+    epoch, batch = position
+    planned = [row for row in changes if row[0] in EPOCH_PLAN_OPTIONS | {"processes"}]
+    if batch == 0 or not planned:
+        return
+    listed = ", ".join(f"{key} {old} -> {new}" for key, old, new in planned)
+    raise UsageError(
+        f"--resume {checkpoint}: written in the middle of epoch {epoch + 1} (after batch {batch}), "
+        f"where {listed} would repeat or skip samples of that epoch; resume with the run's "
+        "values, or change them from a checkpoint written at an epoch end"
+    )
 
 
 def resume_command(checkpoint: Path) -> str:
