@@ -5,14 +5,13 @@ only set a flag here, and the training loop calls :meth:`GracefulStop.check` bet
 a checkpoint never captures a half-applied optimizer step. A second Ctrl-C stops at once.
 """
 
-import logging
+import os
 import signal
 import threading
 from types import FrameType, TracebackType
 
-log = logging.getLogger(__name__)
-
 HANDLED = (signal.SIGTERM, signal.SIGINT)
+STDERR = 2
 
 
 class StopRequested(BaseException):
@@ -57,10 +56,14 @@ class GracefulStop:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: the user does not want to wait
         if self.signum is None:
-            log.warning(
-                "%s received: finishing the current step, then saving a checkpoint "
-                "(Ctrl-C again to stop at once)",
-                signal.Signals(signum).name,
+            # Straight to the file descriptor: a handler runs between two bytecodes of the main
+            # thread, which may be halfway through writing a log line, and the logging and io
+            # objects are not reentrant (a nested write raises and prints a traceback).
+            name = signal.Signals(signum).name
+            os.write(
+                STDERR,
+                f"{name} received: finishing the current step, then saving a checkpoint "
+                "(Ctrl-C again to stop at once)\n".encode(),
             )
         self.signum = signum
 
