@@ -8,7 +8,6 @@ the cache, images/s and seconds of each, and the ratios::
     python -m bench.carvana_cache --data_dir ../shared/data/carvana --img_scale 0.25
 """
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader
 from data.carvana import CarvanaDataset, find_pairs
 from loss.dice_loss import BCEDiceLoss
 from model.unet import UNet
+from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, run_main
 
 
 def epoch_seconds(
@@ -53,15 +53,15 @@ def report(what: str, times: dict[str, list[float]], images: int) -> None:
     print(f"{what}: decode / cache time {ratio:.2f}x")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default="../shared/data/carvana", help="Kaggle layout")
-    parser.add_argument("--img_scale", type=float, default=0.25, help="resize factor")
-    parser.add_argument("--base_width", type=int, default=16, help="UNet width")
-    parser.add_argument("--batch_size", type=int, default=4, help="images per step")
-    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader processes")
-    parser.add_argument("--epochs", type=int, default=2, help="timed passes of each kind")
-    args = parser.parse_args()
+    parser.add_argument("--img_scale", type=fraction, default=0.25, help="resize factor")
+    parser.add_argument("--base_width", type=positive_int, default=16, help="UNet width")
+    parser.add_argument("--batch_size", type=positive_int, default=4, help="images per step")
+    parser.add_argument("--num_workers", type=non_negative_int, default=0, help="loader procs")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="timed passes of each")
+    args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     pairs = find_pairs(Path(args.data_dir))
@@ -100,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -8,7 +8,6 @@ ships them::
     python -m data.synthetic_carvana ./Dataset/SyntheticCarvana --cars 12
 """
 
-import argparse
 import random
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from data.carvana import IMAGE_DIR, MASK_DIR, MASK_SUFFIX
+from utils.cli import ArgumentParser, positive_int, run_main
+from utils.errors import UsageError
 
 VIEWS = 16
 
@@ -87,16 +88,28 @@ def write_synthetic_carvana(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic Carvana-style dataset.")
-    parser.add_argument("root", help="output folder (gets train/ and train_masks/)")
-    parser.add_argument("--cars", type=int, default=12, help="number of cars (16 views each)")
-    parser.add_argument("--width", type=int, default=256, help="image width in pixels")
-    parser.add_argument("--height", type=int, default=170, help="image height in pixels")
+    parser = ArgumentParser(description="Write a synthetic Carvana-style dataset.")
+    parser.add_argument("root", help="new or empty output folder (gets train/ and train_masks/)")
+    parser.add_argument("--cars", type=positive_int, default=12, help="cars, 16 views each")
+    parser.add_argument("--width", type=positive_int, default=256, help="image width in pixels")
+    parser.add_argument("--height", type=positive_int, default=170, help="image height in pixels")
     parser.add_argument("--seed", type=int, default=0, help="seed of shapes, colours and noise")
     args = parser.parse_args(argv)
-    ids = write_synthetic_carvana(args.root, args.cars, (args.width, args.height), args.seed)
-    print(f"wrote {len(ids)} pairs of {args.cars} cars to {args.root}")
+    root = Path(args.root)
+    if any((root / IMAGE_DIR).glob("*.jpg")):
+        raise UsageError(
+            f"{root}: already holds images in {IMAGE_DIR}/; expected a new or empty folder, so "
+            "that no dataset is mixed with synthetic cars"
+        )
+    try:
+        ids = write_synthetic_carvana(root, args.cars, (args.width, args.height), args.seed)
+    except OSError as err:
+        raise UsageError(
+            f"{root}: cannot write there ({err.strerror}: {err.filename}); expected a writable "
+            "directory"
+        ) from None
+    print(f"wrote {len(ids)} pairs of {args.cars} cars to {root}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

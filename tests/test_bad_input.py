@@ -29,6 +29,8 @@ import eval_seg_on_carvana
 import eval_vanilla
 import trainer_seg_on_carvana
 import trainer_vanilla
+from bench import carvana_cache
+from data import synthetic_carvana
 from data.data_entry import DATASETS
 from data.synthetic_carvana import write_synthetic_carvana
 from model.model_entry import MODELS, build_model
@@ -49,6 +51,8 @@ MAINS: dict[str, Callable[[list[str]], None]] = {
     "trainer_seg": trainer_seg_on_carvana.main,
     "eval_vanilla": eval_vanilla.main,
     "eval_seg": eval_seg_on_carvana.main,
+    "synthetic": synthetic_carvana.main,
+    "bench_cache": carvana_cache.main,
 }
 # Flags every case of a script starts with; a case's own flags come after them and win.
 BASE = {
@@ -58,6 +62,8 @@ BASE = {
     ),
     "eval_vanilla": f"--model_path {{run}}/Vanilla_last_ckpt.pth {CPU}",
     "eval_seg": f"--model_path {{seg}}/UNet_last_ckpt.pth {CPU}",
+    "synthetic": "--cars 1 --width 8 --height 8",
+    "bench_cache": "--data_dir {w}/carvana --epochs 1",
 }
 
 FEW_GPUS = pytest.mark.skipif(torch.cuda.device_count() > 3, reason="this machine has a GPU 3")
@@ -242,6 +248,24 @@ EVAL_CASES = [
 ]
 
 
+TOOL_CASES = [
+    # python -m data.synthetic_carvana
+    case("synthetic", "{file}/cars", "{file}/cars: cannot write there", "writable directory"),
+    case("synthetic", "{w}/readonly/cars", "Permission denied", marks=READ_ONLY),
+    case("synthetic", "{w}/carvana", "{w}/carvana: already holds images", "new or empty"),
+    case("synthetic", "{w}/new --cars 0", "--cars", "expected an integer >= 1, got 0"),
+    case("synthetic", "{w}/new --width -8", "--width", "expected an integer >= 1, got -8"),
+    case("synthetic", "{w}/new --height tall", "--height", "'tall'"),
+    case("synthetic", "", "the following arguments are required: root"),
+    # python -m bench.carvana_cache
+    case("bench_cache", "--data_dir {w}/none", "--data_dir {w}/none: no train/ folder"),
+    case("bench_cache", "--data_dir {w}/no_images", "no .jpg images in {w}/no_images/train"),
+    case("bench_cache", "--img_scale 0", "--img_scale", "expected a number in (0, 1], got 0"),
+    case("bench_cache", "--batch_size 0", "--batch_size", "expected an integer >= 1, got 0"),
+    case("bench_cache", "--num_workers -1", "--num_workers", "expected an integer >= 0"),
+]
+
+
 def snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path under ``root`` with its bytes (None for a directory)."""
     return {
@@ -328,7 +352,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"w": root, "out": out, "run": run, "seg": seg, "file": file, "long": LONG}
 
 
-@pytest.mark.parametrize(("script", "args", "expected"), TRAINER_CASES + EVAL_CASES)
+@pytest.mark.parametrize(("script", "args", "expected"), TRAINER_CASES + EVAL_CASES + TOOL_CASES)
 def test_bad_input_is_one_line_and_touches_nothing(
     script: str,
     args: str,
