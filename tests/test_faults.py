@@ -20,21 +20,22 @@ RUN = (*TOY_ARGS, "--epochs", "4", "--deterministic", "True", "--flip", "True")
 RUN += ("--save_every_n_steps", "1")
 # Seconds after the first progress line of each process; negative: before training starts.
 TIMED_KILLS = (-1.0, 0.0, 0.004, 0.009, 0.015, 0.024, 0.037, 0.055, 0.08)
-SAVE_KILLS = (0.0, 0.012, 0.03, 0.05)  # then the moment a temp checkpoint file appears
+# The process kills itself halfway through writing its N-th checkpoint (toy_task's TOY_FAULT).
+SAVE_KILLS = (1, 2, 3, 5)
 
 
-def kill_at(process, delay: float, in_save: bool, out: Path) -> None:
-    """SIGKILL ``process`` ``delay`` s into training, or once a save is under way after that."""
+def kill_after(process, delay: float) -> None:
+    """SIGKILL ``process`` ``delay`` s after its first progress line (negative: after start)."""
     if delay < 0:
         time.sleep(-delay)
     else:
         read_until(process, " samples/s")
         time.sleep(delay)
-        deadline = time.monotonic() + 5
-        while in_save and not list(out.glob("*/.*.tmp")) and time.monotonic() < deadline:
-            time.sleep(0.0002)
     os.killpg(process.pid, signal.SIGKILL)
-    process.communicate(timeout=30)
+
+
+def partial_writes(out: Path) -> list[Path]:
+    return list(out.glob("*/.*.tmp"))
 
 
 def test_sigkill_anywhere_leaves_loadable_checkpoints_and_an_exact_resume(tmp_path):
@@ -43,26 +44,32 @@ def test_sigkill_anywhere_leaves_loadable_checkpoints_and_an_exact_resume(tmp_pa
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
     out = tmp_path / "killed"
-    kills = [(d, False) for d in TIMED_KILLS] + [(d, True) for d in SAVE_KILLS]
-    mid_save = 0
-    for delay, in_save in sorted(kills, key=lambda k: (k[0], k[1])):
+    kills = [("after", delay) for delay in TIMED_KILLS] + [("in-save", n) for n in SAVE_KILLS]
+    for how, when in kills:
         resume = ("--resume", "auto") if list(out.glob("*/*_ckpt.pth")) else ()
-        process = start_script("-m", "tests.toy_task", "--output_dir", out, *RUN, *resume)
-        kill_at(process, delay, in_save, out)
-        assert process.returncode == -signal.SIGKILL, f"finished before the kill at {delay}s"
-        mid_save += bool(list(out.glob("*/.*.tmp")))
+        before = set(partial_writes(out))
+        fault = {"TOY_FAULT": f"kill-in-save:{when}:0"} if how == "in-save" else {}
+        process = start_script(
+            "-m", "tests.toy_task", "--output_dir", out, *RUN, *resume, env=fault
+        )
+        if how == "after":
+            kill_after(process, when)
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGKILL, f"{how} {when}: exited\n{output[-2000:]}"
+        if how == "in-save":  # the next resume of this run removes the half-written file
+            assert len(set(partial_writes(out)) - before) == 1, f"no partial write: {how} {when}"
         for checkpoint in out.glob("*/*_ckpt.pth"):
             load_checkpoint(checkpoint)  # raises on a torn file
-    print(f"{len(kills)} SIGKILLs, {mid_save} of them during a checkpoint save")
-    assert mid_save >= 1
 
     result = run_script("-m", "tests.toy_task", "--output_dir", out, *RUN, "--resume", "auto")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (expected,) = reference.glob("*/Vanilla_last_ckpt.pth")
     want = torch.load(expected, weights_only=True)
-    (got,) = [
-        state
-        for state in (torch.load(p, weights_only=True) for p in out.glob("*/Vanilla_last_ckpt.pth"))
-        if state["epoch"] == 4
+    (finished,) = [
+        path
+        for path in out.glob("*/Vanilla_last_ckpt.pth")
+        if torch.load(path, weights_only=True)["epoch"] == 4
     ]
+    assert not list(finished.parent.glob(".*.tmp"))  # resuming removed what kills left
+    got = torch.load(finished, weights_only=True)
     assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"])

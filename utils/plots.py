@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 
 def save_confusion_matrix(
     confusion: torch.Tensor, class_names: list[str], path: str | Path, title: str = ""
-) -> None:
-    """Heat map of counts (rows = true class, columns = predicted) with each count written in."""
+) -> Figure:
+    """Heat map of counts (rows = true class, columns = predicted) with each count written in;
+    returns the figure it saved."""
     counts = confusion.cpu().numpy()
     size = max(5.0, 0.7 * len(class_names) + 2)
     fig = Figure(figsize=(size, size))
@@ -29,6 +30,7 @@ def save_confusion_matrix(
         ax.text(col, row, str(value), ha="center", va="center", color=color, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig
 
 
 def seg_panel(image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
