@@ -21,8 +21,9 @@ PANELS = 4  # validation images shown in TensorBoard
 
 
 def final_logits(outputs: Tensor | list[Tensor]) -> Tensor:
-    """The prediction: UNet++ with deep supervision returns every head while training."""
-    return outputs[-1] if isinstance(outputs, list) else outputs
+    """The prediction: UNet++ with deep supervision returns every head while training and
+    predicts with their mean in eval, so training metrics score that mean too."""
+    return torch.stack(outputs).mean(dim=0) if isinstance(outputs, list) else outputs
 
 
 class SegTrainer(TrainerBase):

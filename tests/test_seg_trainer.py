@@ -1,0 +1,47 @@
+"""SegTrainer's hooks in-process: the loss and metrics of UNet++ with deep supervision."""
+
+import pytest
+import torch
+
+from data.synthetic_carvana import write_synthetic_carvana
+from loss.dice_loss import BCEDiceLoss
+from trainer_seg_on_carvana import SegTrainer, build_seg_parser
+from utils.metrics import dice_and_iou_per_image
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory) -> SegTrainer:
+    root = tmp_path_factory.mktemp("cars")
+    write_synthetic_carvana(root, cars=3, size=(32, 24), seed=0)
+    args = ["--data_dir", str(root), "--output_dir", str(root / "Results")]
+    args += ["--model_type", "UNetpp", "--deep_supervision", "True", "--base_width", "4"]
+    args += ["--img_scale", "1", "--gpu_devices", "cpu", "--num_workers", "0"]
+    return SegTrainer(build_seg_parser().parse_args(args))
+
+
+@pytest.fixture
+def heads_and_masks() -> tuple[list[torch.Tensor], torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    heads = [torch.randn(2, 1, 8, 8, generator=generator) for _ in range(3)]
+    masks = (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
+    return heads, masks
+
+
+def test_the_training_loss_is_the_mean_over_the_heads(trainer, heads_and_masks):
+    heads, masks = heads_and_masks
+    criterion = BCEDiceLoss()
+    per_head = [criterion(head, masks).item() for head in heads]
+    assert trainer.compute_loss(heads, masks).item() == pytest.approx(sum(per_head) / 3)
+    assert len({round(loss, 6) for loss in per_head}) == 3  # the heads really differ
+
+
+def test_training_metrics_score_the_mean_of_the_heads_as_the_model_predicts(
+    trainer, heads_and_masks
+):
+    heads, masks = heads_and_masks
+    dice, iou = dice_and_iou_per_image(torch.stack(heads).mean(dim=0), masks)
+    metrics = trainer.compute_metrics(heads, masks)
+    assert metrics["dice"].item() == pytest.approx(dice.mean().item())
+    assert metrics["iou"].item() == pytest.approx(iou.mean().item())
+    last_dice, _ = dice_and_iou_per_image(heads[-1], masks)
+    assert metrics["dice"].item() != pytest.approx(last_dice.mean().item())
