@@ -1,12 +1,13 @@
 # make train: create .venv if needed, install, train the MLP on FashionMNIST (ARGS adds flags).
 # make test:  create .venv if needed, install, run the whole test suite.
+# make mutation: mutation testing of utils/ and trainer.py with mutmut (about an hour on 2 cores).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: train test lint format
+.PHONY: train test lint format mutation
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,12 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The mutated copy lives in mutants/, so the real data is named from here.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet mutmut==3.8.1
+	TEMPLATE_DATA_DIR=$${TEMPLATE_DATA_DIR:-$(CURDIR)/../shared/data} $(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
