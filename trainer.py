@@ -47,6 +47,7 @@ from utils.cli import (
     open_fraction,
     positive_float,
     positive_int,
+    script_command,
     str2bool,
     zero_to_one,
 )
@@ -267,6 +268,8 @@ class TrainerBase:
     ``compute_loss``, ``compute_metrics``, ``augment``, ``log_images``, ``train_step``.
     """
 
+    EVAL_SCRIPT: str | None = None  # the task's evaluator, named in the log when a run ends
+
     def __init__(self, opt: Namespace) -> None:
         self.opt = opt
         self.dist, dist_device = init_distributed(opt.gpu_devices)
@@ -471,6 +474,10 @@ class TrainerBase:
         log.info(
             "done: best %s %.4f; run dir %s", self.opt.monitor, self.stopper.best, self.run_dir
         )
+        best = self.checkpoint_path("best")
+        if self.EVAL_SCRIPT and best.is_file():
+            command = script_command(self.EVAL_SCRIPT, "--model_path", best)
+            log.info("evaluate the best checkpoint with: %s", command)
         return self.metrics
 
     def train_epoch_and_validate(self) -> None:
@@ -745,6 +752,7 @@ class TrainerBase:
             "global_step": self.global_step,
             "metrics": self.metrics,
             "config": vars(self.opt),
+            "data": self.data.info.state_dict(),  # for prediction; not needed to resume
             "world_size": self.dist.world_size,
             **self.rank_state(),
         }
