@@ -1,29 +1,47 @@
-"""Evaluate a Carvana segmentation checkpoint: Dice and IoU on the test cars, optional pictures.
+"""Evaluate a Carvana segmentation checkpoint, or segment image files with it.
 
     python eval_seg_on_carvana.py --model_path ./Results/Carvana/<ts>/UNet_best_ckpt.pth \
         --save_path ./test_viz/ --viz True
+    python eval_seg_on_carvana.py --model_path ./Results/Carvana/<ts>/UNet_best_ckpt.pth \
+        --input my_photos/ other.jpg --save_path masks/
+
+Evaluation scores the test cars; prediction writes one ``<name>_pred.png`` per image: a 0/255
+mask of exactly the image's size.
 """
 
+import argparse
+import functools
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from torchvision.utils import save_image
 
+from data.image_files import open_image
 from eval import EvaluatorBase, build_eval_parser
-from utils.cli import positive_int, run_main, str2bool
+from utils.cli import open_fraction, positive_int, run_main, str2bool
 from utils.metrics import dice_and_iou_per_image
-from utils.plots import seg_panel
+from utils.plots import mask_overlay, seg_panel
 
 log = logging.getLogger(__name__)
 
 
+def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Logits ``[N, 1, h, w]`` resized (bilinear) to ``size`` ``(H, W)``: thresholded after
+    this, and not before, the mask follows the object's edge at that resolution."""
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
 class SegEvaluator(EvaluatorBase):
-    """Per-image Dice and IoU at threshold 0.5, averaged over the test split.
+    """Per-image Dice and IoU at ``--threshold``, averaged over the test split.
 
     With ``--viz True`` every ``--viz_freq``-th test image is saved as ``<id>_image.png``,
-    ``<id>_mask.png``, ``<id>_pred.png`` and the side-by-side ``<id>_panel.png``.
+    ``<id>_mask.png``, ``<id>_pred.png`` and the side-by-side ``<id>_panel.png`` (training
+    scale); with ``--input``, every ``--viz_freq``-th image gets ``<name>_overlay.png``.
     """
 
     def reset(self) -> None:
@@ -31,15 +49,15 @@ class SegEvaluator(EvaluatorBase):
         self.iou: list[Tensor] = []
         self.seen = 0
 
-    def update(self, inputs: Tensor, outputs: Tensor, targets: Tensor) -> None:
-        dice, iou = dice_and_iou_per_image(outputs, targets)
+    def update(self, inputs: Tensor, outputs: Tensor, masks: Tensor) -> None:
+        dice, iou = dice_and_iou_per_image(outputs, masks, self.opt.threshold)
         self.dice.append(dice.cpu())
         self.iou.append(iou.cpu())
         if self.opt.viz:
-            preds = (outputs.sigmoid() > 0.5).float()
+            preds = (outputs.sigmoid() > self.opt.threshold).float()
             for k in range(len(inputs)):
                 if (self.seen + k) % self.opt.viz_freq == 0:
-                    self.save_pictures(self.seen + k, inputs[k], targets[k], preds[k])
+                    self.save_pictures(self.seen + k, inputs[k], masks[k], preds[k])
         self.seen += len(inputs)
 
     def save_pictures(self, index: int, image: Tensor, mask: Tensor, pred: Tensor) -> None:
@@ -55,15 +73,17 @@ class SegEvaluator(EvaluatorBase):
             "dice": dice.mean().item(),
             "iou": iou.mean().item(),
             "images": len(dice),
+            "threshold": self.opt.threshold,
             "per_image_dice": dict(zip(self.data.test.ids, dice.tolist(), strict=True)),
         }
 
     def report(self, metrics: dict[str, Any]) -> None:
         log.info(
-            "test dice %.4f  iou %.4f on %d images",
+            "test dice %.4f  iou %.4f on %d images, threshold %g",
             metrics["dice"],
             metrics["iou"],
             metrics["images"],
+            metrics["threshold"],
         )
         worst = sorted(metrics["per_image_dice"].items(), key=lambda item: item[1])[:3]
         log.info("lowest dice: %s", ", ".join(f"{name} {value:.4f}" for name, value in worst))
@@ -72,10 +92,47 @@ class SegEvaluator(EvaluatorBase):
                 "pictures of every %d-th test image saved to %s", self.opt.viz_freq, self.save_path
             )
 
+    # ----- prediction ------------------------------------------------------------------------
 
-def build_seg_eval_parser():
-    parser = build_eval_parser("Evaluate a Carvana segmentation checkpoint.")
-    parser.add_argument("--viz", type=str2bool, default=False, help="save image/mask/pred PNGs")
+    def mask_path(self, image: Path) -> Path:
+        return self.save_path / f"{image.stem}_pred.png"
+
+    def overlay_path(self, image: Path) -> Path:
+        return self.save_path / f"{image.stem}_overlay.png"
+
+    @functools.cached_property
+    def pictured(self) -> set[Path]:
+        """The inputs that get an overlay: every ``--viz_freq``-th, with ``--viz True``."""
+        return set(self.inputs[:: self.opt.viz_freq]) if self.opt.viz else set()
+
+    def prediction_files(self) -> list[Path]:
+        masks = [self.mask_path(image) for image in self.inputs]
+        return masks + [self.overlay_path(image) for image in self.inputs if image in self.pictured]
+
+    def save_predictions(self, paths: list[Path], outputs: Tensor, sizes: list[tuple]) -> None:
+        for path, logits, size in zip(paths, outputs, sizes, strict=True):
+            probs = upsample(logits.unsqueeze(0), size)[0, 0].sigmoid()
+            mask = ((probs > self.opt.threshold).to(torch.uint8) * 255).cpu().numpy()
+            Image.fromarray(mask).save(self.mask_path(path))
+            if path in self.pictured:
+                overlay = mask_overlay(open_image(path).convert("RGB"), mask)
+                overlay.save(self.overlay_path(path))
+
+
+def build_seg_eval_parser() -> argparse.ArgumentParser:
+    parser = build_eval_parser("Evaluate a Carvana segmentation checkpoint, or segment images.")
+    parser.add_argument(
+        "--threshold",
+        type=open_fraction,
+        default=0.5,
+        help="probability above which a pixel is car, in the scores and the masks",
+    )
+    parser.add_argument(
+        "--viz",
+        type=str2bool,
+        default=False,
+        help="save pictures: test image/mask/pred/panel PNGs, or with --input an overlay",
+    )
     parser.add_argument("--viz_freq", type=positive_int, default=1, help="picture every N images")
     return parser
 

@@ -1,10 +1,12 @@
 """Image files on disk: opening one with a clear error, and finding those that ``--input`` names."""
 
 import glob
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -87,3 +89,27 @@ class ImageFiles(Dataset):
         with Image.open(path) as image:  # the header alone: the original size
             width, height = image.size
         return LoadedImage(path, loaded, (height, width), None)
+
+
+class ImageBatch(NamedTuple):
+    """Images of one shape stacked into ``inputs``, with their files and own sizes."""
+
+    inputs: Tensor
+    paths: list[Path]
+    sizes: list[tuple[int, int]]
+
+
+def collate_by_shape(items: list[LoadedImage]) -> tuple[list[str], list[ImageBatch]]:
+    """A loader batch as the errors of its unreadable files and one stacked batch per run of
+    consecutive images of one shape (images of different sizes do not stack).
+
+    It runs in the loader's workers, so the main process gets batches ready to move.
+    """
+    errors = [item.error for item in items if item.error is not None]
+    loaded = [item for item in items if item.error is None]
+    batches = []
+    for _, group in itertools.groupby(loaded, key=lambda item: item.input.shape):
+        run = list(group)
+        inputs = torch.stack([item.input for item in run])
+        batches.append(ImageBatch(inputs, [item.path for item in run], [item.size for item in run]))
+    return errors, batches

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data.image_files import ImageFiles, find_images, open_image
+from data.image_files import ImageFiles, LoadedImage, collate_by_shape, find_images, open_image
 from utils.errors import UsageError
 
 
@@ -74,3 +74,21 @@ def test_image_files_load_each_file_with_its_size_or_its_error(photos):
     )
     assert grey.size == (40, 12)
     assert bad.input is None and bad.error.startswith(f"cannot read {photos / 'notes.txt'}")
+
+
+def test_collate_stacks_each_run_of_one_shape_and_keeps_the_errors():
+    def item(name: str, height: int) -> LoadedImage:
+        return LoadedImage(Path(name), torch.full((3, height, 5), height), (height, 5), None)
+
+    bad = LoadedImage(Path("bad.png"), None, (0, 0), "cannot read bad.png")
+    errors, batches = collate_by_shape(
+        [item("a", 4), item("b", 4), bad, item("c", 6), item("d", 4)]
+    )
+    assert errors == ["cannot read bad.png"]
+    assert [[p.name for p in batch.paths] for batch in batches] == [["a", "b"], ["c"], ["d"]]
+    assert [tuple(batch.inputs.shape) for batch in batches] == [
+        (2, 3, 4, 5),
+        (1, 3, 6, 5),
+        (1, 3, 4, 5),
+    ]
+    assert batches[0].sizes == [(4, 5), (4, 5)] and batches[1].inputs.unique().tolist() == [6]

@@ -1,9 +1,11 @@
-"""Tests for utils.plots.save_confusion_matrix."""
+"""Tests for utils.plots: confusion matrices and mask overlays."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from utils.plots import save_confusion_matrix
+from utils.plots import mask_overlay, save_confusion_matrix
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -27,3 +29,14 @@ def test_all_zero_matrix_and_str_path(tmp_path):
     path = tmp_path / "zeros.png"
     save_confusion_matrix(torch.zeros(2, 2, dtype=torch.int64), ["a", "b"], str(path))
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_mask_overlay_tints_only_the_masked_pixels():
+    image = Image.new("RGB", (5, 4), (0, 100, 200))
+    mask = np.zeros((4, 5), dtype=np.uint8)
+    mask[1:3, 2:4] = 255
+    overlay = np.asarray(mask_overlay(image, mask))
+    assert overlay.shape == (4, 5, 3)
+    assert (overlay[mask == 0] == (0, 100, 200)).all()
+    halfway_to_red = np.array([127.5, 50, 100])
+    assert (np.abs(overlay[mask > 0] - halfway_to_red) <= 1).all()
