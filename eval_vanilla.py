@@ -78,13 +78,16 @@ class VanillaEvaluator(EvaluatorBase):
         return [self.save_path / PREDICTIONS]
 
     def save_predictions(self, paths: list[Path], outputs: Tensor, sizes: list[tuple]) -> None:
+        """One row per image: the file, then the top classes with their probabilities."""
         probs, classes = outputs.softmax(dim=1).topk(self.top_k, dim=1)
         names = self.data_info.class_names
-        for path, p_row, c_row in zip(paths, probs.tolist(), classes.tolist(), strict=True):
-            fields = [
-                value for c, p in zip(c_row, p_row, strict=True) for value in (names[c], f"{p:.6f}")
-            ]
-            self.rows.append([str(path), *fields])
+        for path, top_probs, top_classes in zip(
+            paths, probs.tolist(), classes.tolist(), strict=True
+        ):
+            row = [str(path)]
+            for index, prob in zip(top_classes, top_probs, strict=True):
+                row += [names[index], f"{prob:.6f}"]
+            self.rows.append(row)
 
     def finish_predictions(self) -> None:
         """``predictions.csv``: file, class, probability, then class_2, probability_2 ..."""

@@ -8,7 +8,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from data.data_entry import DATASETS, build_datasets, build_loader, input_loader
-from data.fashion_mnist import MEAN, STD, build_fashion_mnist, load_input
+from data.fashion_mnist import MEAN, STD, build_fashion_mnist, image_to_input, load_input
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataInfo, DataSplits, split_indices, subsample_indices
@@ -179,6 +179,15 @@ def test_fashion_mnist_image_files_become_the_dataset_inputs(fashion_mnist_root,
         loaded = load_input(path, opt)
         assert torch.equal(loaded, per_sample[index][0])
         torch.testing.assert_close(loaded, memory[index][0], rtol=0, atol=1e-5)
+
+
+def test_fashion_mnist_inputs_are_torchvisions_to_tensor_and_normalize():
+    from torchvision import transforms
+
+    pixels = torch.randint(0, 256, (28, 28), generator=torch.Generator().manual_seed(0))
+    image = Image.fromarray(pixels.to(torch.uint8).numpy())
+    reference = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    assert torch.equal(image_to_input(image), reference(image))
 
 
 def test_fashion_mnist_takes_any_image_as_grey_28x28(tmp_path):
