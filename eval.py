@@ -219,7 +219,9 @@ class EvaluatorBase:
         """Every file that predicting ``self.inputs`` will write, checked before it starts."""
         raise NotImplementedError
 
-    def save_predictions(self, paths: list[Path], outputs: Tensor, sizes: list[tuple]) -> None:
+    def save_predictions(
+        self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]
+    ) -> None:
         """Write or collect the predictions of one batch of input files; ``sizes`` holds each
         image's own ``(height, width)``."""
         raise NotImplementedError

@@ -146,7 +146,9 @@ class SegEvaluator(EvaluatorBase):
         masks = [self.mask_path(image) for image in self.inputs]
         return masks + [self.overlay_path(image) for image in self.inputs if image in self.pictured]
 
-    def save_predictions(self, paths: list[Path], outputs: Tensor, sizes: list[tuple]) -> None:
+    def save_predictions(
+        self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]
+    ) -> None:
         for path, logits, size in zip(paths, outputs, sizes, strict=True):
             probs = upsample(logits.unsqueeze(0), size)[0, 0].sigmoid()
             mask = ((probs > self.opt.threshold).to(torch.uint8) * 255).cpu().numpy()

@@ -77,7 +77,9 @@ class VanillaEvaluator(EvaluatorBase):
     def prediction_files(self) -> list[Path]:
         return [self.save_path / PREDICTIONS]
 
-    def save_predictions(self, paths: list[Path], outputs: Tensor, sizes: list[tuple]) -> None:
+    def save_predictions(
+        self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]
+    ) -> None:
         """One row per image: the file, then the top classes with their probabilities."""
         probs, classes = outputs.softmax(dim=1).topk(self.top_k, dim=1)
         names = self.data_info.class_names
