@@ -1,33 +1,45 @@
-"""EvaluatorBase: rebuild a run from its checkpoint and saved config, evaluate the test split.
+"""EvaluatorBase: rebuild a run from its checkpoint; evaluate the test split or predict images.
 
-Given only ``--model_path``, the evaluator reads ``config.json`` beside the checkpoint, builds
-the same dataset and model through the same entry functions as the trainer, loads the weights
-and streams the test split through ``reset`` / ``update`` / ``compute`` hooks::
+Given only ``--model_path``, the evaluator reads the run's options and the description of its
+data (input shape, classes) from the checkpoint (a checkpoint without options: from the
+``config.json`` beside it), builds the same model through the same entry functions as the
+trainer, loads the weights and streams the test split through ``reset`` / ``update`` /
+``compute`` hooks::
 
     class MyEvaluator(EvaluatorBase):
         def reset(self): ...
         def update(self, inputs, outputs, targets): ...
         def compute(self): return {"accuracy": ...}
+
+With ``--input`` (image files, folders, globs) it predicts those images instead, without the
+training data: each file is preprocessed by its dataset's ``load_input`` in DataLoader workers,
+and the outputs go to the ``prediction_files`` / ``save_predictions`` / ``finish_predictions``
+hooks.
 """
 
 import argparse
 import json
 import logging
 import os
+import time
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
-from data.data_entry import build_datasets, build_loader
+from data.data_entry import build_datasets, build_loader, input_loader
+from data.image_files import ImageFiles, collate_by_shape, find_images
+from data.splits import DataInfo
 from model.model_entry import build_model
+from utils.amp import AMP_MODES, autocast
 from utils.atomic import atomic_write
 from utils.checkpoint import load_checkpoint, load_model_state
-from utils.cli import ArgumentParser, non_negative_int, positive_int
+from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, str2bool
 from utils.config import CONFIG_NAME, RunOptions, load_config
-from utils.device import move_to, select_device
+from utils.device import channels_last, move_to, select_device
 from utils.errors import UsageError
 from utils.logger import setup_logging
 from utils.progress import Progress
@@ -35,16 +47,37 @@ from utils.rundir import make_dirs
 
 log = logging.getLogger(__name__)
 
+# What runs trained before an option existed did, for configs that lack it.
+OLD_RUN_DEFAULTS = {"amp": "off", "channels_last": False}
+
 
 def build_eval_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """Options of every evaluator; anything not given here comes from the run's config."""
+    """Options of every evaluator; anything not given here comes from the run's options."""
     parser = ArgumentParser(description=description)
-    parser.add_argument("--model_path", required=True, help="checkpoint (.pth) inside a run dir")
+    parser.add_argument("--model_path", required=True, help="checkpoint (.pth) written by a run")
+    parser.add_argument(
+        "--input",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="predict these image files, folders (their images) or globs instead of evaluating "
+        "the test split; needs --save_path",
+    )
     parser.add_argument("--gpu_devices", default="auto", help="'auto', 'cpu' or a GPU id")
     parser.add_argument("--save_path", default=None, help="output dir; default: the run dir")
+    parser.add_argument(
+        "--overwrite", type=str2bool, default=False, help="replace earlier predictions there"
+    )
     parser.add_argument("--data_dir", default=None, help="dataset location; default: the run's")
+    parser.add_argument(
+        "--test_sample_rate", type=fraction, default=None, help="share of the test split to score"
+    )
     parser.add_argument("--batch_size", type=positive_int, default=None, help="default: the run's")
     parser.add_argument("--num_workers", type=non_negative_int, default=None, help="loader procs")
+    parser.add_argument("--amp", choices=AMP_MODES, default=None, help="default: the run's")
+    parser.add_argument(
+        "--channels_last", type=str2bool, default=None, help="NHWC batches; default: the run's"
+    )
     return parser
 
 
@@ -63,37 +96,110 @@ def make_output_dir(path: Path) -> None:
     )
 
 
-class EvaluatorBase:
-    """Evaluates one checkpoint on the test split of the data it was trained on."""
+def check_new_files(files: list[Path], overwrite: bool) -> None:
+    """Refuse to write one file twice, or over an earlier one unless ``overwrite``."""
+    seen: set[Path] = set()
+    for path in files:
+        if path in seen:
+            raise UsageError(
+                f"two --input images would both write {path}; rename one or predict them "
+                "into separate --save_path folders"
+            )
+        seen.add(path)
+    existing = [path for path in files if path.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UsageError(
+            f"{existing[0]} already exists{more}; pass --overwrite True to replace it, or "
+            "another --save_path"
+        )
 
-    OVERRIDES = ("data_dir", "batch_size", "num_workers")
+
+class EvaluatorBase:
+    """Evaluates one checkpoint on the test split of its data, or predicts image files."""
+
+    OVERRIDES = (
+        "data_dir",
+        "test_sample_rate",
+        "batch_size",
+        "num_workers",
+        "amp",
+        "channels_last",
+    )
 
     def __init__(self, opt: Namespace) -> None:
         setup_logging()
         self.opt = opt
         self.checkpoint_path = Path(opt.model_path)
+        if opt.input and not opt.save_path:
+            raise UsageError("--input: pass --save_path too, the folder for the predictions")
+        self.inputs = find_images(opt.input) if opt.input else []
         state = load_checkpoint(self.checkpoint_path)
-        config = self.checkpoint_path.parent / CONFIG_NAME
-        options = load_config(config)["options"]
-        options.update({k: getattr(opt, k) for k in self.OVERRIDES if getattr(opt, k) is not None})
-        self.cfg = RunOptions(config, options)
-
+        self.cfg = self.read_options(state)
         self.device, _ = select_device(opt.gpu_devices)
-        self.data = build_datasets(self.cfg)
-        self.test_loader = build_loader(self.data.test, self.cfg, shuffle=False, device=self.device)
-        self.model = build_model(self.cfg, self.data.input_shape, self.data.num_classes)
-        load_model_state(self.model, state["model"], f"checkpoint {self.checkpoint_path}")
-        self.model.to(self.device).eval()
-        # Last, so that bad input found above leaves no empty output directory behind.
+        # Prediction needs no data, unless the checkpoint is too old to describe it.
+        self.data = None if self.inputs else build_datasets(self.cfg)
+        self.data_info = self.read_data_info(state)
+        self.model = self.prepare_model(state["model"])
         self.save_path = Path(opt.save_path) if opt.save_path else self.checkpoint_path.parent
+        if self.inputs:
+            check_new_files(self.prediction_files(), opt.overwrite)
+        # Last, so that bad input found above leaves no empty output directory behind.
         make_output_dir(self.save_path)
 
-    # ----- hooks -----------------------------------------------------------------------------
+    def read_options(self, state: dict[str, Any]) -> RunOptions:
+        """The run's options from the checkpoint (or the config.json beside a checkpoint that
+        holds none), with what this command overrides."""
+        config = self.checkpoint_path.parent / CONFIG_NAME
+        if "config" in state:
+            source, options = f"checkpoint {self.checkpoint_path}", state["config"]
+        elif config.exists():
+            source, options = f"config {config}", load_config(config)["options"]
+        else:
+            raise UsageError(
+                f"checkpoint {self.checkpoint_path} holds no options (it predates them) and "
+                f"config {config} not found; put the config.json of its run beside it"
+            )
+        given = {
+            k: getattr(self.opt, k) for k in self.OVERRIDES if getattr(self.opt, k) is not None
+        }
+        return RunOptions(source, {**OLD_RUN_DEFAULTS, **options, **given})
+
+    def read_data_info(self, state: dict[str, Any]) -> DataInfo:
+        """Input shape and classes from the checkpoint; a checkpoint written before it kept
+        them gets them from the run's data."""
+        if "data" in state:
+            return DataInfo.from_state_dict(state["data"])
+        if self.data is None:
+            try:
+                self.data = build_datasets(self.cfg)
+            except UsageError as err:
+                raise UsageError(
+                    f"checkpoint {self.checkpoint_path} does not hold the input shape and class "
+                    f"names (it predates them), and the run's data could not tell them: {err}. "
+                    "Pass --data_dir with the data the run trained on"
+                ) from None
+        return self.data.info
+
+    def prepare_model(self, weights: dict[str, Tensor]) -> nn.Module:
+        """The run's model with the checkpoint's weights, on the device, in eval mode."""
+        model = build_model(self.cfg, self.data_info.input_shape, self.data_info.num_classes)
+        load_model_state(model, weights, f"checkpoint {self.checkpoint_path}")
+        model.to(self.device).eval()
+        if self.cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    # ----- hooks: evaluation -----------------------------------------------------------------
+
+    def build_test_set(self) -> Dataset:
+        """What the test pass iterates; by default the test split."""
+        return self.data.test
 
     def reset(self) -> None:
-        """Clear accumulated state before a pass over the test split."""
+        """Clear accumulated state before a pass over the test split or the inputs."""
 
-    def update(self, inputs: Tensor, outputs: Tensor, targets: Tensor) -> None:
+    def update(self, inputs: Tensor, outputs: Tensor, targets: Any) -> None:
         """Accumulate one batch."""
         raise NotImplementedError
 
@@ -107,22 +213,82 @@ class EvaluatorBase:
             if isinstance(value, float | int):
                 log.info("test %s %.4f", name, value)
 
-    # ----- the pass --------------------------------------------------------------------------
+    # ----- hooks: prediction -----------------------------------------------------------------
+
+    def prediction_files(self) -> list[Path]:
+        """Every file that predicting ``self.inputs`` will write, checked before it starts."""
+        raise NotImplementedError
+
+    def save_predictions(
+        self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]
+    ) -> None:
+        """Write or collect the predictions of one batch of input files; ``sizes`` holds each
+        image's own ``(height, width)``."""
+        raise NotImplementedError
+
+    def finish_predictions(self) -> None:
+        """Write what ``save_predictions`` collected, once every input is through."""
+
+    # ----- the passes ------------------------------------------------------------------------
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Float outputs of a batch on the device, under the run's ``--amp`` and memory format."""
+        if self.cfg.channels_last:
+            inputs = channels_last(inputs)
+        with autocast(self.device, self.cfg.amp):
+            return self.model(inputs).float()
 
     @torch.inference_mode()
     def evaluate(self) -> dict[str, Any]:
         """One pass over the test split through the hooks."""
         self.reset()
-        progress = Progress(self.test_loader, len(self.test_loader), "test")
+        loader = build_loader(self.build_test_set(), self.cfg, shuffle=False, device=self.device)
+        progress = Progress(loader, len(loader), "test")
         for step, batch in enumerate(progress, start=1):
             inputs, targets = move_to(batch, self.device)
-            self.update(inputs, self.model(inputs), targets)
-            progress.update(step, len(targets))
+            self.update(inputs, self.forward(inputs), targets)
+            progress.update(step, len(inputs))
         return self.compute()
 
-    def run(self) -> dict[str, Any]:
+    @torch.inference_mode()
+    def predict(self) -> int:
+        """Predict every input file through the hooks; return how many could not be read.
+
+        Images of one shape are batched together; an unreadable file is logged in one line
+        and the others go on.
+        """
+        self.reset()
+        loader = DataLoader(
+            ImageFiles(self.inputs, input_loader(self.cfg)),
+            batch_size=self.cfg.batch_size,
+            num_workers=self.cfg.num_workers,
+            collate_fn=collate_by_shape,
+            pin_memory=self.device.type == "cuda",
+        )
+        failed = 0
+        progress = Progress(loader, len(loader), "predict")
+        for step, (errors, batches) in enumerate(progress, start=1):
+            for error in errors:
+                log.error("skipped: %s", error)
+            failed += len(errors)
+            for batch in batches:
+                inputs = batch.inputs.to(self.device, non_blocking=True)
+                self.save_predictions(batch.paths, self.forward(inputs), batch.sizes)
+            progress.update(step, len(errors) + sum(len(batch.paths) for batch in batches))
+        self.finish_predictions()
+        return failed
+
+    def run(self) -> dict[str, Any] | None:
+        """Predict the ``--input`` files, or evaluate the test split and save its metrics."""
+        return self.run_prediction() if self.inputs else self.run_evaluation()
+
+    def run_evaluation(self) -> dict[str, Any]:
         """Evaluate, report, and save the metrics as JSON beside the other outputs."""
-        log.info("evaluating %s on %d test samples", self.checkpoint_path, len(self.data.test))
+        rate = self.cfg.test_sample_rate
+        share = f" ({rate:g} of the split: --test_sample_rate)" if rate < 1 else ""
+        log.info(
+            "evaluating %s on %d test samples%s", self.checkpoint_path, len(self.data.test), share
+        )
         metrics = self.evaluate()
         self.report(metrics)
         path = self.output_path("test_metrics.json")
@@ -130,6 +296,26 @@ class EvaluatorBase:
         atomic_write(path, lambda f: f.write(json.dumps(record, indent=2).encode() + b"\n"))
         log.info("metrics saved to %s", path)
         return metrics
+
+    def run_prediction(self) -> None:
+        """Predict, log images/s, and fail at the end if any input could not be read."""
+        log.info("predicting %d images with %s", len(self.inputs), self.checkpoint_path)
+        start = time.perf_counter()
+        failed = self.predict()
+        seconds = time.perf_counter() - start
+        done = len(self.inputs) - failed
+        log.info(
+            "predicted %d images in %.1f s (%.1f images/s); saved to %s",
+            done,
+            seconds,
+            done / seconds,
+            self.save_path,
+        )
+        if failed:
+            raise UsageError(
+                f"{failed} of {len(self.inputs)} input files could not be read (listed above); "
+                "the others were predicted"
+            )
 
     def output_path(self, name: str) -> Path:
         """``<save_path>/<checkpoint stem>_<name>``, so evaluations of best and last coexist."""

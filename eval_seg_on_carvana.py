@@ -1,46 +1,93 @@
-"""Evaluate a Carvana segmentation checkpoint: Dice and IoU on the test cars, optional pictures.
+"""Evaluate a Carvana segmentation checkpoint, or segment image files with it.
 
     python eval_seg_on_carvana.py --model_path ./Results/Carvana/<ts>/UNet_best_ckpt.pth \
         --save_path ./test_viz/ --viz True
+    python eval_seg_on_carvana.py --model_path ./Results/Carvana/<ts>/UNet_best_ckpt.pth \
+        --input my_photos/ other.jpg --save_path masks/
+
+Evaluation scores the test cars at the masks' own resolution (the logits upsampled to it, as
+the Carvana competition scores) and at the training scale. Prediction writes one
+``<name>_pred.png`` per image: a 0/255 mask of exactly the image's size.
 """
 
+import argparse
+import functools
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
+from torch.utils.data import Dataset
 from torchvision.utils import save_image
 
+from data.carvana import CarvanaDataset
+from data.image_files import open_image
 from eval import EvaluatorBase, build_eval_parser
-from utils.cli import positive_int, run_main, str2bool
+from utils.cli import open_fraction, positive_int, run_main, str2bool
 from utils.metrics import dice_and_iou_per_image
-from utils.plots import seg_panel
+from utils.plots import mask_overlay, seg_panel
 
 log = logging.getLogger(__name__)
 
 
+def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Logits ``[N, 1, h, w]`` resized (bilinear) to ``size`` ``(H, W)``: thresholded after
+    this, and not before, the mask follows the object's edge at that resolution."""
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+class WithOriginalMasks(Dataset):
+    """A Carvana split whose targets are ``(mask at the training scale, mask at the data's own
+    resolution)``, so the loader's workers decode the original masks one batch at a time."""
+
+    def __init__(self, split: CarvanaDataset) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        image, mask = self.split[index]
+        return image, (mask, self.split.original_mask(index))
+
+
 class SegEvaluator(EvaluatorBase):
-    """Per-image Dice and IoU at threshold 0.5, averaged over the test split.
+    """Per-image Dice and IoU at ``--threshold``, averaged over the test split, at the masks'
+    own resolution (the headline) and at the training scale.
 
     With ``--viz True`` every ``--viz_freq``-th test image is saved as ``<id>_image.png``,
-    ``<id>_mask.png``, ``<id>_pred.png`` and the side-by-side ``<id>_panel.png``.
+    ``<id>_mask.png``, ``<id>_pred.png`` and the side-by-side ``<id>_panel.png`` (training
+    scale); with ``--input``, every ``--viz_freq``-th image gets ``<name>_overlay.png``.
     """
 
+    def build_test_set(self) -> Dataset:
+        return WithOriginalMasks(self.data.test)
+
     def reset(self) -> None:
-        self.dice: list[Tensor] = []
-        self.iou: list[Tensor] = []
+        names = ("dice", "iou", "dice_at_train_scale", "iou_at_train_scale")
+        self.scores: dict[str, list[Tensor]] = {name: [] for name in names}
+        self.resolutions: set[str] = set()
         self.seen = 0
 
-    def update(self, inputs: Tensor, outputs: Tensor, targets: Tensor) -> None:
-        dice, iou = dice_and_iou_per_image(outputs, targets)
-        self.dice.append(dice.cpu())
-        self.iou.append(iou.cpu())
+    def update(self, inputs: Tensor, outputs: Tensor, targets: tuple[Tensor, Tensor]) -> None:
+        masks, originals = targets
+        self.add_scores("", upsample(outputs, originals.shape[-2:]), originals)
+        self.add_scores("_at_train_scale", outputs, masks)
+        self.resolutions.add(f"{originals.shape[-1]}x{originals.shape[-2]}")
         if self.opt.viz:
-            preds = (outputs.sigmoid() > 0.5).float()
+            preds = (outputs.sigmoid() > self.opt.threshold).float()
             for k in range(len(inputs)):
                 if (self.seen + k) % self.opt.viz_freq == 0:
-                    self.save_pictures(self.seen + k, inputs[k], targets[k], preds[k])
+                    self.save_pictures(self.seen + k, inputs[k], masks[k], preds[k])
         self.seen += len(inputs)
+
+    def add_scores(self, suffix: str, logits: Tensor, masks: Tensor) -> None:
+        dice, iou = dice_and_iou_per_image(logits, masks, self.opt.threshold)
+        self.scores[f"dice{suffix}"].append(dice.cpu())
+        self.scores[f"iou{suffix}"].append(iou.cpu())
 
     def save_pictures(self, index: int, image: Tensor, mask: Tensor, pred: Tensor) -> None:
         stem = self.save_path / self.data.test.ids[index]
@@ -50,20 +97,30 @@ class SegEvaluator(EvaluatorBase):
         save_image(seg_panel(image, mask, pred), f"{stem}_panel.png")
 
     def compute(self) -> dict[str, Any]:
-        dice, iou = torch.cat(self.dice), torch.cat(self.iou)
+        scores = {name: torch.cat(values) for name, values in self.scores.items()}
         return {
-            "dice": dice.mean().item(),
-            "iou": iou.mean().item(),
-            "images": len(dice),
-            "per_image_dice": dict(zip(self.data.test.ids, dice.tolist(), strict=True)),
+            **{name: values.mean().item() for name, values in scores.items()},
+            "images": len(scores["dice"]),
+            "threshold": self.opt.threshold,
+            "resolution": ", ".join(sorted(self.resolutions)),
+            "img_scale": self.cfg.img_scale,
+            "per_image_dice": dict(zip(self.data.test.ids, scores["dice"].tolist(), strict=True)),
         }
 
     def report(self, metrics: dict[str, Any]) -> None:
         log.info(
-            "test dice %.4f  iou %.4f on %d images",
+            "test dice %.4f  iou %.4f at full resolution (%s) on %d images, threshold %g",
             metrics["dice"],
             metrics["iou"],
+            metrics["resolution"],
             metrics["images"],
+            metrics["threshold"],
+        )
+        log.info(
+            "test dice %.4f  iou %.4f at the training scale (img_scale %g)",
+            metrics["dice_at_train_scale"],
+            metrics["iou_at_train_scale"],
+            metrics["img_scale"],
         )
         worst = sorted(metrics["per_image_dice"].items(), key=lambda item: item[1])[:3]
         log.info("lowest dice: %s", ", ".join(f"{name} {value:.4f}" for name, value in worst))
@@ -72,10 +129,49 @@ class SegEvaluator(EvaluatorBase):
                 "pictures of every %d-th test image saved to %s", self.opt.viz_freq, self.save_path
             )
 
+    # ----- prediction ------------------------------------------------------------------------
 
-def build_seg_eval_parser():
-    parser = build_eval_parser("Evaluate a Carvana segmentation checkpoint.")
-    parser.add_argument("--viz", type=str2bool, default=False, help="save image/mask/pred PNGs")
+    def mask_path(self, image: Path) -> Path:
+        return self.save_path / f"{image.stem}_pred.png"
+
+    def overlay_path(self, image: Path) -> Path:
+        return self.save_path / f"{image.stem}_overlay.png"
+
+    @functools.cached_property
+    def pictured(self) -> set[Path]:
+        """The inputs that get an overlay: every ``--viz_freq``-th, with ``--viz True``."""
+        return set(self.inputs[:: self.opt.viz_freq]) if self.opt.viz else set()
+
+    def prediction_files(self) -> list[Path]:
+        masks = [self.mask_path(image) for image in self.inputs]
+        return masks + [self.overlay_path(image) for image in self.inputs if image in self.pictured]
+
+    def save_predictions(
+        self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]
+    ) -> None:
+        for path, logits, size in zip(paths, outputs, sizes, strict=True):
+            probs = upsample(logits.unsqueeze(0), size)[0, 0].sigmoid()
+            mask = ((probs > self.opt.threshold).to(torch.uint8) * 255).cpu().numpy()
+            Image.fromarray(mask).save(self.mask_path(path))
+            if path in self.pictured:
+                overlay = mask_overlay(open_image(path).convert("RGB"), mask)
+                overlay.save(self.overlay_path(path))
+
+
+def build_seg_eval_parser() -> argparse.ArgumentParser:
+    parser = build_eval_parser("Evaluate a Carvana segmentation checkpoint, or segment images.")
+    parser.add_argument(
+        "--threshold",
+        type=open_fraction,
+        default=0.5,
+        help="probability above which a pixel is car, in the scores and the masks",
+    )
+    parser.add_argument(
+        "--viz",
+        type=str2bool,
+        default=False,
+        help="save pictures: test image/mask/pred/panel PNGs, or with --input an overlay",
+    )
     parser.add_argument("--viz_freq", type=positive_int, default=1, help="picture every N images")
     return parser
 

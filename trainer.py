@@ -36,6 +36,7 @@ from torch.utils.tensorboard import SummaryWriter
 from data.data_entry import DATASETS, build_datasets, build_loader
 from data.splits import DataSplits
 from model.model_entry import MODELS, build_model, describe_model
+from utils.amp import AMP_MODES, autocast
 from utils.atomic import remove_partial_writes
 from utils.augment import random_hflip
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
@@ -47,13 +48,14 @@ from utils.cli import (
     open_fraction,
     positive_float,
     positive_int,
+    script_command,
     str2bool,
     zero_to_one,
 )
 from utils.clipper import GradClipper
 from utils.config import CONFIG_NAME, environment_info, save_config
 from utils.configcmp import format_table
-from utils.device import move_to, select_device
+from utils.device import channels_last, move_to, select_device
 from utils.distributed import (
     all_ranks,
     broadcast_object,
@@ -159,7 +161,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     speed.add_argument(
         "--amp",
         default="off",
-        choices=["off", "bf16", "fp16"],
+        choices=AMP_MODES,
         help="mixed precision autocast; fp16 adds a GradScaler",
     )
     speed.add_argument(
@@ -270,6 +272,8 @@ class TrainerBase:
     Hooks a task may override: ``build_data``, ``build_model``, ``build_loss``,
     ``compute_loss``, ``compute_metrics``, ``augment``, ``log_images``, ``train_step``.
     """
+
+    EVAL_SCRIPT: str | None = None  # the task's evaluator, named in the log when a run ends
 
     def __init__(self, opt: Namespace) -> None:
         self.opt = opt
@@ -468,6 +472,10 @@ class TrainerBase:
         log.info(
             "done: best %s %.4f; run dir %s", self.opt.monitor, self.stopper.best, self.run_dir
         )
+        best = self.checkpoint_path("best")
+        if self.EVAL_SCRIPT and best.is_file():
+            command = script_command(self.EVAL_SCRIPT, "--model_path", best)
+            log.info("evaluate the best checkpoint with: %s", command)
         return self.metrics
 
     def train_epoch_and_validate(self) -> None:
@@ -756,16 +764,11 @@ class TrainerBase:
     def to_device(self, batch: Any) -> tuple[Tensor, Tensor]:
         """``(inputs, targets)`` on the device; image batches in ``--channels_last`` format."""
         inputs, targets = move_to(batch, self.device)
-        if self.opt.channels_last and inputs.dim() == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return inputs, targets
+        return (channels_last(inputs) if self.opt.channels_last else inputs), targets
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision for ``--amp bf16|fp16``; a no-op when off."""
-        if self.opt.amp == "off":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.opt.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device, self.opt.amp)
 
     def gradient_sync(self, ends_cycle: bool) -> contextlib.AbstractContextManager:
         """Under DDP, gradients are averaged across ranks only in the batch that ends an
@@ -845,6 +848,7 @@ class TrainerBase:
             "global_step": self.global_step,
             "metrics": self.metrics,
             "config": vars(self.opt),
+            "data": self.data.info.state_dict(),  # for prediction; not needed to resume
             "world_size": self.dist.world_size,
             **self.rank_state(),
         }

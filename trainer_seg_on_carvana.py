@@ -29,6 +29,8 @@ def final_logits(outputs: Tensor | list[Tensor]) -> Tensor:
 class SegTrainer(TrainerBase):
     """BCE + Dice loss (averaged over deep-supervision heads), Dice and IoU at threshold 0.5."""
 
+    EVAL_SCRIPT = "eval_seg_on_carvana.py"
+
     def build_loss(self) -> nn.Module:
         return BCEDiceLoss()
 

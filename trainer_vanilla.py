@@ -16,6 +16,8 @@ from utils.metrics import accuracy
 class VanillaTrainer(TrainerBase):
     """Cross-entropy classification, reporting accuracy beside the loss."""
 
+    EVAL_SCRIPT = "eval_vanilla.py"
+
     def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         return {"acc": accuracy(outputs, targets)}
 

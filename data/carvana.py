@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from data.image_files import open_image
 from data.splits import DataSplits, subsample_indices
 from utils.atomic import atomic_write
 from utils.errors import UsageError
@@ -85,37 +86,57 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
+def scale_image(image: Image.Image, scale: float) -> np.ndarray:
+    """``image`` in RGB, resized (bilinear) by ``scale``: the ``HxWx3`` uint8 array cached."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if scale != 1.0:
+        image = image.resize(scaled_size(image.size, scale), Image.Resampling.BILINEAR)
+    return np.array(image)  # a writable copy, as torch.from_numpy wants
+
+
+def image_tensor(image: np.ndarray) -> Tensor:
+    """An ``HxWx3`` uint8 array as the model's input: float ``[3, H, W]`` in [0, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
+
+
+def load_input(path: Path, opt: Namespace) -> Tensor:
+    """One image file as the model's input, exactly as :class:`CarvanaDataset` gives it."""
+    return image_tensor(scale_image(open_image(path), opt.img_scale))
+
+
+def mask_labels(mask: Image.Image, path: Path) -> np.ndarray:
+    """The ``HxW`` uint8 labels in {0, 1} of a decoded mask; values other than {0, 1} or
+    {0, 255} are a UsageError naming ``path``."""
+    labels = np.asarray(mask.convert("L") if mask.mode not in ("P", "L", "1") else mask)
+    values = set(np.unique(labels).tolist())
+    if not (values <= {0, 1} or values <= {0, 255}):
+        found = sorted(values)[:6]
+        raise UsageError(f"mask {path} has values {found}; expected {{0,1}} or {{0,255}}")
+    return (labels > 0).astype(np.uint8)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """The mask file at ``path`` as ``HxW`` uint8 labels in {0, 1}, at its own resolution."""
+    return mask_labels(open_image(path), path)
+
+
 def decode_pair(pair: Pair, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Decode, check and resize one pair: ``(HxWx3 uint8 image, HxW uint8 mask in {0,1})``.
 
     Images resize bilinear, masks nearest (interpolated labels would not be 0 or 1).
     """
-    image, mask = _open(pair.image).convert("RGB"), _open(pair.mask)
+    image, mask = open_image(pair.image), open_image(pair.mask)
     if mask.size != image.size:
         raise UsageError(
             f"mask {pair.mask} is {mask.size[0]}x{mask.size[1]} but its image is "
             f"{image.size[0]}x{image.size[1]}; expected the same size"
         )
-    labels = np.asarray(mask.convert("L") if mask.mode not in ("P", "L", "1") else mask)
-    values = set(np.unique(labels).tolist())
-    if not (values <= {0, 1} or values <= {0, 255}):
-        found = sorted(values)[:6]
-        raise UsageError(f"mask {pair.mask} has values {found}; expected {{0,1}} or {{0,255}}")
-    labels = (labels > 0).astype(np.uint8)
+    labels = mask_labels(mask, pair.mask)
     if scale != 1.0:
         size = scaled_size(image.size, scale)
-        image = image.resize(size, Image.Resampling.BILINEAR)
-        labels = np.asarray(Image.fromarray(labels).resize(size, Image.Resampling.NEAREST))
-    return np.array(image), np.array(labels)  # writable copies, as torch.from_numpy wants
-
-
-def _open(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, UnidentifiedImageError) as err:
-        raise UsageError(f"cannot read {path} ({err}); expected a valid image file") from None
-    return image
+        labels = np.array(Image.fromarray(labels).resize(size, Image.Resampling.NEAREST))
+    return scale_image(image, scale), labels
 
 
 def _signature(pair: Pair) -> np.ndarray:
@@ -175,9 +196,12 @@ class CarvanaDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image, mask = self.arrays(index)
-        image = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
-        mask = torch.from_numpy(mask).unsqueeze(0).float()
-        return image, mask
+        return image_tensor(image), torch.from_numpy(mask).unsqueeze(0).float()
+
+    def original_mask(self, index: int) -> Tensor:
+        """The mask of sample ``index`` at the data's own resolution, ``[1, H, W]`` uint8 in
+        {0, 1}, read from its file: the resolution at which Carvana is scored."""
+        return torch.from_numpy(read_mask(self.pairs[index].mask)).unsqueeze(0)
 
 
 def build_carvana(opt: Namespace) -> DataSplits:

@@ -1,32 +1,51 @@
 """Pick a dataset by ``--data_type`` and wrap its splits in loaders.
 
 Adding a dataset: write ``data/<name>.py`` with a ``build_<name>(opt) -> DataSplits`` function
-and add one line to ``DATASETS`` below.
+and a ``load_input(path, opt) -> Tensor`` that turns one image file into the model's input
+exactly as the dataset does (prediction on new images calls it), and add one line to
+``DATASETS`` below.
 """
 
+import functools
 from argparse import Namespace
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from data.carvana import build_carvana
-from data.fashion_mnist import build_fashion_mnist
+from data import carvana, fashion_mnist
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataSplits
 from utils.registry import lookup
 from utils.seed import seed_worker
 
-DATASETS: dict[str, Callable[[Namespace], DataSplits]] = {
-    "FashionMNIST": build_fashion_mnist,
-    "Carvana": build_carvana,
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset's two entry points: its splits, and one image file as its model's input."""
+
+    build: Callable[[Namespace], DataSplits]
+    load_input: Callable[[Path, Namespace], Tensor]
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "FashionMNIST": DatasetEntry(fashion_mnist.build_fashion_mnist, fashion_mnist.load_input),
+    "Carvana": DatasetEntry(carvana.build_carvana, carvana.load_input),
 }
 
 
 def build_datasets(opt: Namespace) -> DataSplits:
     """Build the splits of ``opt.data_type``; an unknown name lists the known ones."""
-    return lookup(DATASETS, opt.data_type, "data_type")(opt)
+    return lookup(DATASETS, opt.data_type, "data_type").build(opt)
+
+
+def input_loader(opt: Namespace) -> Callable[[Path], Tensor]:
+    """``path -> model input`` for image files, preprocessed as ``opt.data_type`` does it."""
+    return functools.partial(lookup(DATASETS, opt.data_type, "data_type").load_input, opt=opt)
 
 
 def build_loader(

@@ -2,7 +2,8 @@
 
 By default (``--in_memory True``) each split is a :class:`TensorSplit` of the uint8 images that
 torchvision has already loaded, batched on the device by ``MemoryLoader``; ``--in_memory False``
-keeps torchvision's per-sample path (PIL image, ``ToTensor``, ``Normalize`` per sample).
+keeps torchvision's per-sample path, where :func:`image_to_input` turns each PIL image into
+the model's input. Prediction on image files (:func:`load_input`) calls that same function.
 """
 
 import contextlib
@@ -11,9 +12,13 @@ from argparse import Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+from PIL import Image
+from torch import Tensor
 from torch.utils.data import Subset
 
+from data.image_files import open_image
 from data.memory import TensorSplit
 from data.splits import DataSplits, split_indices, subsample_indices
 from utils.errors import UsageError
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
     from torchvision.datasets import FashionMNIST
 
 MEAN, STD = (0.2860,), (0.3530,)
+SIZE = (28, 28)
 FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -34,19 +40,36 @@ FILES = (
 def load_split(root: Path, train: bool) -> "FashionMNIST":
     """The official train or test set under ``root/FashionMNIST``, downloaded if missing."""
     # Imported here: torchvision takes a second to import, which runs on other data skip.
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     raw = root / "FashionMNIST" / "raw"
     try:
         # torchvision prints each failed mirror; the UsageError below says it in one line.
         with removed_on_failure(raw), contextlib.redirect_stdout(io.StringIO()):
-            return datasets.FashionMNIST(root, train=train, transform=transform, download=True)
+            return datasets.FashionMNIST(root, train=train, transform=image_to_input, download=True)
     except Exception as err:
         raise UsageError(
             f"FashionMNIST not found under {raw} and the download failed ({type(err).__name__}); "
             f"offline, put {', '.join(FILES)} in {raw}"
         ) from None
+
+
+def image_to_input(image: Image.Image) -> Tensor:
+    """An image as the model's input: grayscale, 28x28 (bilinear), then torchvision's
+    ``ToTensor`` and ``Normalize(MEAN, STD)``, written out: importing torchvision for them
+    would cost each prediction a second. The dataset's own samples are already 28x28 grey."""
+    if image.mode != "L":
+        image = image.convert("L")
+    if image.size != SIZE:
+        image = image.resize(SIZE, Image.Resampling.BILINEAR)
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).unsqueeze(0)
+    (mean,), (std,) = MEAN, STD
+    return pixels.float().div_(255).sub_(mean).div_(std)
+
+
+def load_input(path: Path, opt: Namespace) -> Tensor:
+    """One image file of any size and colour as the model's input, as the Dataset makes it."""
+    return image_to_input(open_image(path))
 
 
 def in_memory_split(source: "FashionMNIST", indices: list[int]) -> TensorSplit:

@@ -1,9 +1,34 @@
 """A dataset's splits, plus seeded subsampling and train/val splits that every run agrees on."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about the data, and prediction needs without the data.
+
+    Checkpoints keep it (as plain containers, under ``"data"``), so a model can be rebuilt and
+    its outputs named from the checkpoint alone.
+    """
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "DataInfo":
+        return cls(tuple(state["input_shape"]), state["num_classes"], tuple(state["class_names"]))
 
 
 @dataclass
@@ -16,6 +41,10 @@ class DataSplits:
     input_shape: tuple[int, ...]
     num_classes: int
     class_names: list[str]
+
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo(tuple(self.input_shape), self.num_classes, tuple(self.class_names))
 
 
 def subsample_indices(n: int, rate: float, seed: int) -> list[int]:

@@ -2,8 +2,9 @@
 
 Each case runs a script's ``main`` in-process through ``run_main``, exactly as its
 ``__main__`` does, against one shared tree (``world``): an earlier vanilla run and an earlier
-segmentation run (hand-written config.json and checkpoints), bad checkpoints and configs,
-three small synthetic Carvana cars, an empty directory and a regular file. The whole tree must
+segmentation run (hand-written config.json and checkpoints), a checkpoint alone as trainers
+write them now, bad checkpoints and configs, three small synthetic Carvana cars, earlier
+predictions, an empty directory and a regular file. The whole tree must
 be byte-identical afterwards: no new run directory, no log line appended, no output written.
 A few cases also run as real subprocesses, to prove the exit status and stderr of the scripts.
 """
@@ -203,7 +204,8 @@ EVAL_CASES = [
     case(
         "eval_vanilla",
         "--model_path {out}/no_config/UNet_last_ckpt.pth",
-        "config {out}/no_config/config.json not found; expected the config.json of a run",
+        "checkpoint {out}/no_config/UNet_last_ckpt.pth holds no options",
+        "config {out}/no_config/config.json not found; put the config.json of its run beside it",
     ),
     case(
         "eval_vanilla",
@@ -245,6 +247,50 @@ EVAL_CASES = [
     case("eval_vanilla", "--gpu_devices 3", "GPU 3 does not exist", marks=FEW_GPUS),
     case("eval_vanilla", "--gpu_devices gpu0", "--gpu_devices 'gpu0': expected 'auto'"),
     case("eval_seg", "--batch_size 0", "--batch_size", "expected an integer >= 1, got 0"),
+    case("eval_vanilla", "--test_sample_rate 0", "--test_sample_rate", "(0, 1], got 0"),
+    case("eval_vanilla", "--amp fp8", "--amp", "invalid choice: 'fp8'"),
+    case("eval_seg", "--threshold 1", "--threshold", "expected a number in (0, 1), got 1"),
+    case("eval_vanilla", "--input {img} --save_path {w}/preds --top_k 0", "--top_k", "got 0"),
+]
+
+PREDICT_CASES = [
+    # --input that names no image, or no --save_path for the predictions
+    case("eval_vanilla", "--input {w}/none --save_path {w}/preds", "--input {w}/none: no such"),
+    case(
+        "eval_vanilla",
+        "--input {img} {w}/empty --save_path {w}/preds",
+        "--input {w}/empty: the folder holds no image file",
+    ),
+    case(
+        "eval_seg",
+        "--input {w}/carvana/train/*.png --save_path {w}/preds",
+        "--input {w}/carvana/train/*.png: the pattern matches no image file",
+    ),
+    case("eval_seg", "--input {w}/carvana/train", "--input: pass --save_path too"),
+    # predictions already there, or two inputs that would write one file
+    case(
+        "eval_vanilla",
+        "--model_path {modern} --input {img} --save_path {w}/old_preds",
+        "{w}/old_preds/predictions.csv already exists; pass --overwrite True",
+    ),
+    case(
+        "eval_seg",
+        "--input {w}/carvana/train --save_path {w}/old_preds",
+        "{w}/old_preds/{id}_pred.png already exists; pass --overwrite True",
+    ),
+    case(
+        "eval_seg",
+        "--input {img} {w}/dup --save_path {w}/preds",
+        "two --input images would both write {w}/preds/{id}_pred.png",
+    ),
+    # a checkpoint older than its description of the data, whose data is not there
+    case(
+        "eval_vanilla",
+        "--input {img} --save_path {w}/preds",
+        "checkpoint {run}/Vanilla_last_ckpt.pth does not hold the input shape and class names",
+        "FashionMNIST not found under {w}/empty/",
+        "Pass --data_dir",
+    ),
 ]
 
 
@@ -312,13 +358,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "no_images" / "train").mkdir(parents=True)
     (root / "no_images" / "train_masks").mkdir()
     file.write_text("a regular file, not a directory\n")
-    write_synthetic_carvana(root / "carvana", cars=3, size=(32, 24), seed=1)
+    first = write_synthetic_carvana(root / "carvana", cars=3, size=(32, 24), seed=1)[0]
+    image = root / "carvana" / "train" / f"{first}.jpg"
+    (root / "dup").mkdir()
+    (root / "dup" / image.name).write_bytes(image.read_bytes())
+    (root / "old_preds").mkdir()
+    (root / "old_preds" / "predictions.csv").write_text("file,class,probability\n")
+    (root / "old_preds" / f"{first}_pred.png").write_bytes(b"an earlier mask")
 
     vanilla_opt = trainer_vanilla.build_vanilla_parser().parse_args(
         ["--data_dir", str(root / "empty"), "--output_dir", str(out), *CPU.split()]
     )
     vanilla = build_model(vanilla_opt, (1, 28, 28), 10).state_dict()
     write_run(run, vanilla_opt, {"Vanilla_last_ckpt.pth": {"model": vanilla, "epoch": 1}})
+    # A checkpoint as the trainer writes it now, alone: its options and data inside.
+    modern = out / "modern" / "Vanilla_best_ckpt.pth"
+    data = {"input_shape": [1, 28, 28], "num_classes": 10, "class_names": list("0123456789")}
+    (out / "modern").mkdir()
+    save_checkpoint(modern, {"model": vanilla, "config": vars(vanilla_opt), "data": data})
     good = (run / "Vanilla_last_ckpt.pth").read_bytes()
     (run / "Vanilla_truncated_ckpt.pth").write_bytes(good[: len(good) // 2])
     (run / "text_ckpt.pth").write_text("not a checkpoint\n")
@@ -349,10 +406,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         save_checkpoint(out / name / "UNet_last_ckpt.pth", unet)
         if text is not None:
             (out / name / "config.json").write_text(text)
-    return {"w": root, "out": out, "run": run, "seg": seg, "file": file, "long": LONG}
+    return {
+        "w": root,
+        "out": out,
+        "run": run,
+        "seg": seg,
+        "file": file,
+        "long": LONG,
+        "modern": modern,
+        "img": image,
+        "id": first,
+    }
 
 
-@pytest.mark.parametrize(("script", "args", "expected"), TRAINER_CASES + EVAL_CASES + TOOL_CASES)
+@pytest.mark.parametrize(
+    ("script", "args", "expected"), TRAINER_CASES + EVAL_CASES + PREDICT_CASES + TOOL_CASES
+)
 def test_bad_input_is_one_line_and_touches_nothing(
     script: str,
     args: str,

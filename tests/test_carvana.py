@@ -10,7 +10,14 @@ import torch
 from conftest import real_data_dir
 from PIL import Image
 
-from data.carvana import CarvanaDataset, build_carvana, decode_pair, find_pairs, split_by_car
+from data.carvana import (
+    CarvanaDataset,
+    build_carvana,
+    decode_pair,
+    find_pairs,
+    load_input,
+    split_by_car,
+)
 from data.synthetic_carvana import VIEWS, write_synthetic_carvana
 from utils.errors import UsageError
 
@@ -162,6 +169,27 @@ def test_build_carvana_splits_by_car(small, tmp_path):
     assert image.min() >= 0 and image.max() <= 1
     assert mask.shape == (1, 12, 16) and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert (tmp_path / "c" / "scale_0.5").is_dir()
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_an_image_file_becomes_the_input_the_dataset_gives(small, tmp_path, cached):
+    """Prediction's preprocessing is the Dataset's: decoded, RGB, resized, scaled to [0, 1]."""
+    pairs = find_pairs(small)[:3]
+    data = CarvanaDataset(pairs, 0.5, tmp_path / "cache" if cached else None)
+    for index, pair in enumerate(pairs):
+        assert torch.equal(load_input(pair.image, Namespace(img_scale=0.5)), data[index][0])
+    grey = tmp_path / "grey.png"
+    Image.open(pairs[0].image).convert("L").save(grey)
+    assert load_input(grey, Namespace(img_scale=0.5)).shape == (3, 12, 16)
+
+
+def test_original_masks_are_read_at_the_data_resolution(small):
+    pairs = find_pairs(small)[:2]
+    data = CarvanaDataset(pairs, 0.5, cache_dir=None)
+    assert data[1][1].shape == (1, 12, 16)
+    original = data.original_mask(1)
+    assert original.shape == (1, 24, 32) and original.dtype == torch.uint8
+    assert torch.equal(original[0], torch.from_numpy(decode_pair(pairs[1], 1.0)[1]))
 
 
 def test_real_samples():

@@ -1,10 +1,12 @@
 """Tests for utils.cli: argparse value types and run_main."""
 
 import argparse
+import shlex
 
 import pytest
 
 from utils.cli import (
+    PROJECT_ROOT,
     ArgumentParser,
     fraction,
     non_negative_float,
@@ -13,6 +15,7 @@ from utils.cli import (
     positive_float,
     positive_int,
     run_main,
+    script_command,
     str2bool,
 )
 from utils.errors import UsageError
@@ -152,3 +155,18 @@ def test_run_main_returns_normally_when_main_succeeds():
     calls = []
     run_main(lambda: calls.append("ran"))
     assert calls == ["ran"]
+
+
+def test_script_command_runs_the_project_script_from_here(monkeypatch, tmp_path):
+    monkeypatch.chdir(PROJECT_ROOT)
+    command = script_command("eval_vanilla.py", "--model_path", tmp_path / "a b.pth")
+    assert shlex.split(command) == [
+        "python",
+        "eval_vanilla.py",
+        "--model_path",
+        f"{tmp_path}/a b.pth",
+    ]
+    monkeypatch.chdir(tmp_path)  # elsewhere, the script's full path
+    assert shlex.split(script_command("eval_vanilla.py"))[1] == str(
+        PROJECT_ROOT / "eval_vanilla.py"
+    )

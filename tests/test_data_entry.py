@@ -4,13 +4,14 @@ from argparse import Namespace
 
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from data.data_entry import DATASETS, build_datasets, build_loader
-from data.fashion_mnist import MEAN, STD, build_fashion_mnist
+from data.data_entry import DATASETS, build_datasets, build_loader, input_loader
+from data.fashion_mnist import MEAN, STD, build_fashion_mnist, image_to_input, load_input
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
-from data.splits import split_indices, subsample_indices
+from data.splits import DataInfo, DataSplits, split_indices, subsample_indices
 from utils.errors import UsageError
 
 
@@ -154,3 +155,54 @@ def test_fashion_mnist_in_memory_holds_the_per_sample_splits(fashion_mnist_root)
         for (x, y), (x_ref, y_ref) in zip(fast, slow, strict=True):
             torch.testing.assert_close(x, x_ref, rtol=0, atol=1e-5)
             assert torch.equal(y, y_ref)
+
+
+def test_each_dataset_names_its_input_preprocessing(tmp_path):
+    """``input_loader`` picks the ``load_input`` of ``--data_type`` from the registry."""
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (200, 100, 0)).save(path)
+    shapes = {
+        name: tuple(input_loader(Namespace(data_type=name, img_scale=0.5))(path).shape)
+        for name in DATASETS
+    }
+    assert shapes == {"FashionMNIST": (1, 28, 28), "Carvana": (3, 15, 20)}
+
+
+def test_fashion_mnist_image_files_become_the_dataset_inputs(fashion_mnist_root, tmp_path):
+    """A test image saved as PNG and read back is the input both Dataset paths give."""
+    opt = fashion_opt(fashion_mnist_root, test_sample_rate=0.001)
+    memory = build_fashion_mnist(Namespace(**vars(opt), in_memory=True)).test
+    per_sample = build_fashion_mnist(Namespace(**vars(opt), in_memory=False)).test
+    for index in range(len(memory)):
+        path = tmp_path / f"{index}.png"
+        Image.fromarray(memory.images[index, 0].numpy()).save(path)
+        loaded = load_input(path, opt)
+        assert torch.equal(loaded, per_sample[index][0])
+        torch.testing.assert_close(loaded, memory[index][0], rtol=0, atol=1e-5)
+
+
+def test_fashion_mnist_inputs_are_torchvisions_to_tensor_and_normalize():
+    from torchvision import transforms
+
+    pixels = torch.randint(0, 256, (28, 28), generator=torch.Generator().manual_seed(0))
+    image = Image.fromarray(pixels.to(torch.uint8).numpy())
+    reference = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    assert torch.equal(image_to_input(image), reference(image))
+
+
+def test_fashion_mnist_takes_any_image_as_grey_28x28(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 50), (255, 255, 255)).save(path)
+    loaded = load_input(path, Namespace())
+    assert loaded.shape == (1, 28, 28)
+    white = (1 - MEAN[0]) / STD[0]  # a white photo is white everywhere, normalised
+    torch.testing.assert_close(loaded, torch.full((1, 28, 28), white))
+
+
+def test_data_info_is_plain_containers_and_round_trips(tmp_path):
+    splits = DataSplits([], [], [], (3, 12, 16), 1, ["car"])
+    state = splits.info.state_dict()
+    assert state == {"input_shape": [3, 12, 16], "num_classes": 1, "class_names": ["car"]}
+    torch.save({"data": state}, tmp_path / "ckpt.pth")
+    loaded = torch.load(tmp_path / "ckpt.pth", weights_only=True)["data"]
+    assert DataInfo.from_state_dict(loaded) == splits.info

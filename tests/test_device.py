@@ -5,7 +5,13 @@ from collections import namedtuple
 import pytest
 import torch
 
-from utils.device import move_to, parse_gpu_devices, pick_most_free, select_device
+from utils.device import (
+    channels_last,
+    move_to,
+    parse_gpu_devices,
+    pick_most_free,
+    select_device,
+)
 from utils.errors import UsageError
 
 HAS_GPU = torch.cuda.device_count() > 0
@@ -97,3 +103,13 @@ def test_move_to_namedtuple_batch():
     moved = move_to(Batch(torch.ones(2), torch.zeros(2)), torch.device("meta"))
     assert type(moved) is Batch
     assert moved.image.device.type == "meta" and moved.label.device.type == "meta"
+
+
+def test_channels_last_converts_image_batches_only():
+    batch = torch.randn(2, 3, 4, 5)
+    converted = channels_last(batch)
+    assert converted.is_contiguous(memory_format=torch.channels_last)
+    assert not batch.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(converted, batch)
+    flat = torch.randn(2, 3)
+    assert channels_last(flat) is flat

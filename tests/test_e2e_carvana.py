@@ -3,10 +3,13 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import real_data_dir, run_script
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import eval_seg_on_carvana
 from data.synthetic_carvana import VIEWS, write_synthetic_carvana
 
 CPU = ("--gpu_devices", "cpu", "--num_workers", "0")
@@ -109,26 +112,58 @@ def test_unetpp_with_deep_supervision_trains(synthetic, tmp_path):
     # tests/test_unet.py and tests/test_seg_trainer.py
 
 
-def test_real_samples_train_and_evaluate(tmp_path):
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> dict:
+    """A UNet trained for a few epochs on the real samples at scale 0.1, then evaluated."""
     root = real_data_dir() / "carvana"
     if not (root / "train").is_dir():
         pytest.skip(f"real Carvana samples not in {root}; set TEMPLATE_DATA_DIR")
+    tmp = tmp_path_factory.mktemp("real")
     run = train(
         root,
-        tmp_path / "Results",
-        "--epochs",
-        "1",
-        "--img_scale",
-        "0.1",
-        "--cache_dir",
-        tmp_path / "cache",
+        tmp / "Results",
+        *("--epochs", "6", "--lr", "3e-3", "--img_scale", "0.1", "--cache_dir", tmp / "cache"),
     )
-    assert len(list((tmp_path / "cache" / "scale_0.1").glob("*.npz"))) == 48
-    metrics = evaluate_with_pictures(
-        run / "UNet_best_ckpt.pth", tmp_path / "viz", "--viz_freq", "8"
-    )
+    checkpoint = run / "UNet_best_ckpt.pth"
+    metrics = evaluate_with_pictures(checkpoint, tmp / "viz", "--viz_freq", "8")
+    return {
+        "root": root,
+        "cache": tmp / "cache",
+        "checkpoint": checkpoint,
+        "metrics": metrics,
+        "viz": tmp / "viz",
+    }
+
+
+def test_real_samples_train_and_evaluate(real_run):
+    assert len(list((real_run["cache"] / "scale_0.1").glob("*.npz"))) == 48
+    metrics = real_run["metrics"]
     assert metrics["images"] == VIEWS and 0 <= metrics["dice"] <= 1
-    assert len(list((tmp_path / "viz").glob("*_panel.png"))) == 2
+    assert metrics["resolution"] == "1918x1280"
+    assert len(list(real_run["viz"].glob("*_panel.png"))) == 2
+
+
+def test_full_resolution_dice_of_the_written_masks_is_the_evaluated_one(real_run, tmp_path):
+    """Masks predicted for the test car, scored against the original 1918x1280 GIFs here,
+    give the Dice that evaluation reports at full resolution, image by image."""
+    root, metrics = real_run["root"], real_run["metrics"]
+    (car,) = {name.rsplit("_", 1)[0] for name in metrics["per_image_dice"]}
+    # In-process: the scripts' command lines are proven by the runs above.
+    eval_seg_on_carvana.main(
+        [
+            *("--model_path", str(real_run["checkpoint"]), "--gpu_devices", "cpu"),
+            *("--input", str(root / "train" / f"{car}_*.jpg"), "--save_path", str(tmp_path)),
+        ]
+    )
+    for name, reported in metrics["per_image_dice"].items():
+        pred = np.asarray(Image.open(tmp_path / f"{name}_pred.png")) > 0
+        truth = np.asarray(Image.open(root / "train_masks" / f"{name}_mask.gif")) > 0
+        assert pred.shape == truth.shape == (1280, 1918)
+        dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
+        assert dice == pytest.approx(reported, abs=1e-6), name
+        assert 0 < dice < 1  # the masks have edges to get right
+    assert metrics["dice"] == pytest.approx(np.mean(list(metrics["per_image_dice"].values())))
+    assert metrics["dice"] != metrics["dice_at_train_scale"]
 
 
 def test_bad_carvana_input_is_one_line(synthetic, tmp_path):

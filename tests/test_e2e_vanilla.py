@@ -1,6 +1,7 @@
 """The FashionMNIST scripts run as a user would: train twice, evaluate, compare."""
 
 import json
+import shlex
 from argparse import Namespace
 from pathlib import Path
 
@@ -47,7 +48,11 @@ def test_run_dir_contents(two_runs):
 
 def test_eval_reports_accuracy_and_writes_outputs(two_runs, fashion_mnist_root):
     checkpoint = two_runs[0] / "Vanilla_best_ckpt.pth"
-    result = run_script("eval_vanilla.py", "--model_path", checkpoint, "--gpu_devices", "cpu")
+    # The command the training log ends with, as a user would paste it.
+    logged = (two_runs[0] / "train.log").read_text().splitlines()[-1]
+    python, *command = shlex.split(logged.split("evaluate the best checkpoint with: ")[1])
+    assert (python, command) == ("python", ["eval_vanilla.py", "--model_path", str(checkpoint)])
+    result = run_script(*command, "--gpu_devices", "cpu")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test accuracy" in result.stdout
     assert "predicted" in result.stdout

@@ -1,10 +1,11 @@
-"""Tests for utils.plots: the confusion matrix picture and the segmentation panel."""
+"""Tests for utils.plots: the confusion matrix, the segmentation panel and mask overlays."""
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from utils.plots import save_confusion_matrix, seg_panel
+from utils.plots import mask_overlay, save_confusion_matrix, seg_panel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -50,3 +51,14 @@ def test_seg_panel_puts_image_mask_and_prediction_side_by_side():
     assert torch.equal(panel[:, :, :5], image)
     assert torch.equal(panel[:, :, 5:10], torch.ones(3, 4, 5))
     assert torch.equal(panel[:, :, 10:], torch.zeros(3, 4, 5))
+
+
+def test_mask_overlay_tints_only_the_masked_pixels():
+    image = Image.new("RGB", (5, 4), (0, 100, 200))
+    mask = np.zeros((4, 5), dtype=np.uint8)
+    mask[1:3, 2:4] = 255
+    overlay = np.asarray(mask_overlay(image, mask))
+    assert overlay.shape == (4, 5, 3)
+    assert (overlay[mask == 0] == (0, 100, 200)).all()
+    halfway_to_red = np.array([127.5, 50, 100])
+    assert (np.abs(overlay[mask > 0] - halfway_to_red) <= 1).all()

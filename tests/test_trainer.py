@@ -3,11 +3,13 @@
 import json
 import math
 import os
+import shlex
 import signal
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
@@ -384,6 +386,33 @@ def test_resume_from_a_weights_only_checkpoint_names_what_is_missing(tmp_path):
     with pytest.raises(UsageError, match=r"weights_only.pth: lacks rng;"):
         ToyTrainer(options(tmp_path, "--epochs", "1", "--resume", str(partial)))
     assert "weights_only" not in (trainer.run_dir / "train.log").read_text()
+
+
+def test_checkpoints_describe_the_data_and_still_resume_without_it(tmp_path):
+    trainer = ToyTrainer(options(tmp_path, "--epochs", "1"))
+    trainer.train()
+    state = load(trainer.run_dir / "Vanilla_last_ckpt.pth")
+    # What ToyTrainer.build_data declares, for prediction without the data.
+    expected = {"input_shape": [1, 4, 4], "num_classes": 3, "class_names": ["a", "b", "c"]}
+    assert state["data"] == expected
+    older = trainer.run_dir / "before_data_ckpt.pth"
+    save_checkpoint(older, {key: value for key, value in state.items() if key != "data"})
+    more = ("--epochs", "2", "--allow_config_change", "True", "--resume", str(older))
+    resumed = ToyTrainer(options(tmp_path, *more))
+    resumed.train()
+    assert resumed.epoch == 2
+    assert load(trainer.run_dir / "Vanilla_last_ckpt.pth")["data"] == expected
+
+
+def test_the_log_ends_with_the_command_that_evaluates_the_best_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    trainer = ToyTrainer(options(tmp_path, "--epochs", "1"))
+    trainer.train()
+    last = (trainer.run_dir / "train.log").read_text().splitlines()[-1]
+    command = last.split("evaluate the best checkpoint with: ")[1]
+    best = trainer.run_dir / "Vanilla_best_ckpt.pth"
+    assert best.is_file()
+    assert shlex.split(command) == ["python", "eval_vanilla.py", "--model_path", str(best)]
 
 
 def test_mid_epoch_resume_with_another_number_of_processes_is_refused(tmp_path):

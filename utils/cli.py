@@ -1,11 +1,14 @@
 """Command-line plumbing: argparse value types and the wrapper every script's main runs in."""
 
 import argparse
+import contextlib
 import logging
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from utils.errors import UsageError
@@ -13,6 +16,7 @@ from utils.signals import StopRequested
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", int, float)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -66,6 +70,15 @@ non_negative_float = number_type(float, lambda v: 0 <= v < math.inf, "a finite n
 fraction = number_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")  # sample rates
 open_fraction = number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)")  # split shares
 zero_to_one = number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")  # label smoothing
+
+
+def script_command(script: str, *args: str | Path) -> str:
+    """The shell command that runs the project's ``script`` with ``args`` from the current
+    directory, for a log line to paste; e.g. ``python eval_vanilla.py --model_path x.pth``."""
+    path = PROJECT_ROOT / script
+    with contextlib.suppress(ValueError):  # outside the current directory: keep it absolute
+        path = path.relative_to(Path.cwd())
+    return shlex.join(["python", str(path), *map(str, args)])
 
 
 def run_main(main: Callable[[], object]) -> None:

@@ -87,22 +87,23 @@ class MissingOptionError(UsageError, AttributeError):
 
 
 class RunOptions(Namespace):
-    """A run's saved options; reading one its config lacks names the option and the file.
+    """A run's saved options; reading one they lack names the option and where they came from.
 
-    A config written by an older trainer, or edited by hand, may miss an option that the
-    current code reads; that is bad input, not a bug, so it is not an AttributeError traceback.
+    Options written by an older trainer, or edited by hand, may miss one that the current
+    code reads; that is bad input, not a bug, so it is not an AttributeError traceback.
+    ``source`` says where they were read, such as ``"config runs/x/config.json"``.
     """
 
-    __slots__ = ("_config",)
+    __slots__ = ("_source",)
 
-    def __init__(self, config: str | Path, options: dict[str, Any]) -> None:
+    def __init__(self, source: str, options: dict[str, Any]) -> None:
         super().__init__(**options)
-        self._config = Path(config)
+        self._source = source
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "_config":  # copy/pickle probes, half-built objects
+        if name.startswith("__") or name == "_source":  # copy/pickle probes, half-built objects
             raise AttributeError(name)
         raise MissingOptionError(
-            f"config {self._config} has no option {name!r}; expected a config.json written by "
-            "the current trainer"
+            f"{self._source} has no option {name!r}; expected options written by the current "
+            "trainer"
         )

@@ -71,3 +71,9 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, dict):
         return {key: move_to(value, device) for key, value in batch.items()}
     return batch
+
+
+def channels_last(inputs: torch.Tensor) -> torch.Tensor:
+    """A 4-D image batch in NHWC memory format, as ``--channels_last`` runs feed their conv
+    models; any other tensor as it is."""
+    return inputs.contiguous(memory_format=torch.channels_last) if inputs.dim() == 4 else inputs

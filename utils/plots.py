@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 
 def save_confusion_matrix(
@@ -39,3 +40,10 @@ def seg_panel(image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> to
     ``image`` is ``[3, H, W]`` in [0, 1]; ``mask`` and ``pred`` are ``[1, H, W]`` in {0, 1}.
     """
     return torch.cat([image, mask.expand_as(image), pred.expand_as(image)], dim=2)
+
+
+def mask_overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """``image`` (RGB) with the pixels where ``mask`` (``HxW``, nonzero = object) is set tinted
+    red: how a predicted mask fits the photo, at a glance."""
+    tinted = Image.blend(image, Image.new("RGB", image.size, (255, 0, 0)), 0.5)
+    return Image.composite(tinted, image, Image.fromarray((mask > 0).astype(np.uint8) * 255))
