@@ -134,6 +134,32 @@ def test_run_main_usage_error_is_one_line_and_exit_2(capsys):
     assert captured.out == ""
 
 
+@pytest.mark.parametrize(
+    ("rank", "every_rank", "printed"),
+    [(None, True, True), ("0", True, True), ("1", True, False), ("1", False, True)],
+)
+def test_under_torchrun_an_error_of_every_rank_is_printed_by_rank_0_alone(
+    monkeypatch, capsys, rank, every_rank, printed
+):
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+
+    def main():
+        raise UsageError("--monitor nope: not a metric", every_rank=every_rank)
+
+    with pytest.raises(SystemExit) as info:
+        run_main(main)
+    assert info.value.code == 2
+    assert capsys.readouterr().err == ("error: --monitor nope: not a metric\n" if printed else "")
+
+
+def test_usage_errors_belong_to_one_rank_unless_said():
+    assert not UsageError("a bad file").every_rank
+    assert UsageError("agreed", every_rank=True).every_rank
+
+
 def test_run_main_lets_other_exceptions_propagate():
     def main():
         raise ValueError("a bug")
