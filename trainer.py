@@ -631,12 +631,12 @@ class TrainerBase:
         )
 
     def rollback(self) -> None:
-        """Return to the last :meth:`commit`: batches after it reached only the gradients
-        (dropped here) and the meters, never the weights."""
-        self.batch_in_epoch, self.global_step, self.epoch_skipped, meters = self.committed
-        self.epoch_meters = meters.copy()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.cycle_learned = 0
+        """Return the counters and meters to the last :meth:`commit`, for the interrupt
+        checkpoint: the batches after it reached the gradients, which no checkpoint holds,
+        never the weights."""
+        self.batch_in_epoch, self.global_step, self.epoch_skipped, self.epoch_meters = (
+            self.committed
+        )
 
     # ----- checks ----------------------------------------------------------------------------
 

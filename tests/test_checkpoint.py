@@ -179,8 +179,16 @@ def test_failed_load_leaves_model_untouched():
 
 
 def test_many_missing_keys_are_abbreviated():
-    message = _one_line_error(_model(), {})
-    assert "(+" in message and "more)" in message
+    model = _model()
+    keys = sorted(model.state_dict())
+    message = _one_line_error(model, {})
+    assert f"missing keys {', '.join(keys[:3])} (+{len(keys) - 3} more)" in message
+
+
+def test_three_missing_keys_are_all_named():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1, bias=False))
+    message = _one_line_error(model, {})
+    assert message.endswith("missing keys 0.bias, 0.weight, 1.weight")
 
 
 def test_unwrap_plain_model_is_identity():

@@ -112,14 +112,22 @@ def test_batch_size_changes_at_an_epoch_end_only(tmp_path):
     assert lrs == pytest.approx([step["lr"] for step in fresh.used[-len(lrs) :]], rel=1e-12)
 
 
-def test_another_monitor_starts_a_new_best(tmp_path):
+@pytest.mark.parametrize(
+    "change",
+    [("--monitor", "val_loss", "--monitor_mode", "min"), ("--monitor", "train_acc")],
+    ids=["monitor-and-mode", "monitor"],
+)
+def test_another_monitor_starts_a_new_best(tmp_path, change):
     checkpoint = stopped_at(tmp_path, 2 * BATCHES_PER_EPOCH)  # after two epochs on val_acc
-    trainer = resumed(tmp_path, checkpoint, "--monitor", "val_loss", "--monitor_mode", "min")
-    assert trainer.stopper.best == math.inf and trainer.stopper.bad_epochs == 0
+    trainer = resumed(tmp_path, checkpoint, *change)
+    assert trainer.stopper.best == trainer.stopper.state_dict()["best"]
+    assert abs(trainer.stopper.best) == math.inf and trainer.stopper.bad_epochs == 0
     trainer.train()
-    assert trainer.stopper.best == trainer.metrics["val_loss"]  # epoch 3 is the first, so best
+    assert trainer.stopper.best == trainer.metrics[change[1]]  # epoch 3 is the first, so best
     best = torch.load(trainer.run_dir / "Vanilla_best_ckpt.pth", weights_only=True)
     assert best["epoch"] == 3
+    log = (trainer.run_dir / "train.log").read_text()
+    assert "--monitor changed on resume: the best value and the patience count start afresh" in log
 
 
 def test_another_seed_restarts_the_random_streams(tmp_path):
@@ -135,6 +143,8 @@ def test_seed_and_processes_cannot_change_mid_epoch(tmp_path):
     checkpoint = stopped_at(tmp_path, 13)
     with pytest.raises(UsageError, match="seed 42 -> 7 would repeat or skip samples"):
         resumed(tmp_path, checkpoint, "--seed", "7")
+    with pytest.raises(UsageError, match="batch_size 16 -> 8, seed 42 -> 7 would repeat"):
+        resumed(tmp_path, checkpoint, "--seed", "7", "--batch_size", "8")
     state = torch.load(checkpoint, weights_only=True)
     torch.save({**state, "world_size": 2}, checkpoint)  # as if written by 2 DDP processes
     with pytest.raises(UsageError, match="processes 2 -> 1 would repeat or skip samples"):

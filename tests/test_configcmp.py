@@ -88,6 +88,7 @@ def test_env_is_compared_only_with_flag(tmp_path, capsys):
     assert "alpha" in out and "beta" in out
     assert "environment.torch" not in out
     assert compare(str(a), str(b), include_env=True) == [("environment.hostname", "alpha", "beta")]
+    assert compare(str(a), str(b)) == []  # options only, unless asked
 
 
 def test_accepts_json_files_and_run_dirs(tmp_path, capsys):

@@ -213,6 +213,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(
     log = (stopped.run_dir / "train.log").read_text()
     assert "continue with:" in log
     assert f"--resume {checkpoint}" in log
+    assert any("WARNING" in line and "saved" in line for line in log.splitlines())  # a stop
 
     resumed = ToyTrainer(
         options(tmp_path / "elsewhere", "--flip", "True", "--resume", str(checkpoint))
@@ -224,7 +225,9 @@ def test_stop_then_resume_matches_an_uninterrupted_run(
     # The epoch averages survive the interruption too: the same numbers are reported.
     assert without_time(resumed.metrics) == without_time(reference.metrics)
     # Logs append, and TensorBoard shows each epoch once across both processes.
-    assert "resuming" in (stopped.run_dir / "train.log").read_text()
+    log = (stopped.run_dir / "train.log").read_text()
+    assert "resuming" in log
+    assert "resuming with changed options" not in log  # none changed
     steps = [s for s, _ in scalars(stopped.run_dir, "val/acc")]
     assert steps == [BATCHES_PER_EPOCH * e for e in (1, 2, 3)]
 
@@ -234,7 +237,9 @@ def test_any_exception_writes_an_interrupt_checkpoint(tmp_path):
     with pytest.raises(RuntimeError, match="simulated"):
         trainer.train()
     assert load(trainer.run_dir / "Vanilla_interrupt_ckpt.pth")["global_step"] == 5
-    assert "continue with:" in (trainer.run_dir / "train.log").read_text()
+    log = (trainer.run_dir / "train.log").read_text().splitlines()
+    assert any("ERROR RuntimeError in epoch 1 after batch 5" in line for line in log)
+    assert any("continue with:" in line for line in log)
 
 
 def test_periodic_checkpoints_resume_exactly(tmp_path, reference):
