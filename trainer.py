@@ -33,9 +33,9 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from data.data_entry import DATASETS, build_datasets, build_loader
+from data.data_entry import DATASETS, add_data_options, build_datasets, build_loader
 from data.splits import DataSplits
-from model.model_entry import MODELS, build_model, describe_model
+from model.model_entry import MODELS, add_model_options, build_model, describe_model
 from utils.amp import AMP_MODES, autocast
 from utils.atomic import remove_partial_writes
 from utils.augment import random_hflip
@@ -105,7 +105,8 @@ STOP_SYNC_STEPS = 10
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """The options every task shares; a task script changes defaults with ``set_defaults``."""
+    """The options every task shares, then those each model and dataset declares beside its
+    code; a task script changes defaults with ``set_defaults``."""
     parser = ArgumentParser(description=description)
     run = parser.add_argument_group("run")
     run.add_argument("--proj_name", default="Project", help="project name, kept in the config")
@@ -169,20 +170,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
     speed.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model")
 
-    model = parser.add_argument_group("conv models (UNet, UNetpp)")
-    model.add_argument(
-        "--base_width", type=positive_int, default=32, help="channels of the first conv block"
-    )
-    model.add_argument(
-        "--bilinear", type=str2bool, default=True, help="UNet: bilinear upsampling, else ConvT"
-    )
-    model.add_argument(
-        "--deep_supervision",
-        type=str2bool,
-        default=False,
-        help="UNetpp: train every nested decoder output, predict with their mean",
-    )
-
     stop = parser.add_argument_group("monitoring and early stopping")
     stop.add_argument("--monitor", default="val_loss", help="metric that picks the best epoch")
     stop.add_argument(
@@ -228,13 +215,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
 
     data = parser.add_argument_group("data")
-    data.add_argument(
-        "--in_memory",
-        type=str2bool,
-        default=True,
-        help="hold a dataset that offers it (FashionMNIST) as one uint8 tensor on the device and "
-        "batch it by index; False: torchvision's per-sample DataLoader",
-    )
     data.add_argument("--num_workers", type=non_negative_int, default=2, help="loader processes")
     data.add_argument(
         "--val_ratio", type=open_fraction, default=0.1, help="share of train data held for val"
@@ -252,17 +232,10 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="share held for test where the data has no official test split (Carvana: of cars)",
     )
     data.add_argument(
-        "--img_scale", type=fraction, default=1.0, help="resize images by this factor (Carvana)"
-    )
-    data.add_argument(
-        "--cache", type=str2bool, default=True, help="decode images once and reuse the arrays"
-    )
-    data.add_argument(
-        "--cache_dir", default=None, help="where decoded arrays go; default <data_dir>/.cache"
-    )
-    data.add_argument(
         "--flip", type=str2bool, default=False, help="random horizontal flips of training batches"
     )
+    add_model_options(parser)
+    add_data_options(parser)
     return parser
 
 
