@@ -41,7 +41,6 @@ from utils.atomic import remove_partial_writes
 from utils.augment import random_hflip
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
 from utils.cli import (
-    ArgumentParser,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -54,6 +53,7 @@ from utils.cli import (
 )
 from utils.clipper import GradClipper
 from utils.config import CONFIG_NAME, environment_info, save_config
+from utils.config_file import ConfigFileParser
 from utils.configcmp import format_table
 from utils.device import channels_last, move_to, select_device
 from utils.distributed import (
@@ -107,7 +107,7 @@ STOP_SYNC_STEPS = 10
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The options every task shares, then those each model and dataset declares beside its
     code; a task script changes defaults with ``set_defaults``."""
-    parser = ArgumentParser(description=description)
+    parser = ConfigFileParser(description=description)
     run = parser.add_argument_group("run")
     run.add_argument("--proj_name", default="Project", help="project name, kept in the config")
     run.add_argument("--model_type", default="Vanilla", choices=sorted(MODELS), help="model")
