@@ -66,6 +66,8 @@ from utils.distributed import (
 )
 from utils.earlystopper import EarlyStopper
 from utils.errors import NonFiniteLossError, UsageError
+from utils.history import METRICS_NAME, MetricsHistory
+from utils.hparams import write_hparams
 from utils.logger import setup_logging
 from utils.meter import MeterGroup
 from utils.optimizer import OPTIMIZERS, build_optimizer, load_optimizer_state
@@ -80,6 +82,7 @@ from utils.rundir import make_run_dir
 from utils.scheduler import SCHEDULERS, build_scheduler, check_scheduler_options
 from utils.seed import rng_state, seed_everything, set_rng_state
 from utils.signals import GracefulStop, StopRequested
+from utils.status import FINISHED, RUNNING, STATUS_NAME, STOPPED_EARLY, ending, write_status
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,12 @@ STATE_KEYS = (
 
 # Under DDP, how often (in optimizer steps) the ranks agree on whether a stop signal arrived.
 STOP_SYNC_STEPS = 10
+
+
+def scalar_tag(metric: str) -> str:
+    """The TensorBoard tag of a metric: ``val_acc`` -> ``val/acc``, ``epoch_time`` ->
+    ``epoch/time``."""
+    return metric.replace("_", "/", 1)
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -309,9 +318,14 @@ class TrainerBase:
             )
         self.started_at = (self.epoch, self.batch_in_epoch)
         self.commit()
-        # On resume, TensorBoard hides what the earlier process logged after this checkpoint.
-        purge = self.global_step + 1 if resume else None
-        self.writer = SummaryWriter(self.run_dir, purge_step=purge) if self.dist.is_main else None
+        # On resume, TensorBoard and metrics.csv drop what the earlier process logged after
+        # this checkpoint.
+        self.writer: SummaryWriter | None = None
+        self.history: MetricsHistory | None = None
+        if self.dist.is_main:
+            purge = self.global_step + 1 if resume else None
+            self.writer = SummaryWriter(self.run_dir, purge_step=purge)
+            self.history = MetricsHistory(self.run_dir / METRICS_NAME, through_epoch=self.epoch)
 
     def read_resume_checkpoint(self) -> dict[str, Any] | None:
         """The ``--resume`` checkpoint (``auto``: the project's newest), if its options fit.
@@ -416,17 +430,20 @@ class TrainerBase:
         """
         if self.dist.is_main:
             self.log_start()
+            self.write_status(RUNNING)
         together = False  # whether every rank ends here at the same point
         try:
-            self.check_monitor()
+            self.start_hparams(self.check_monitor())
             with self.stop_signal:
                 while self.epoch < self.opt.epochs and not self.stopper.should_stop:
                     self.train_epoch_and_validate()
                     self.check_stop(now=True)
             together = True
+            self.write_status(STOPPED_EARLY if self.stopper.should_stop else FINISHED)
         except BaseException as exc:
             together = isinstance(exc, StopRequested) or getattr(exc, "every_rank", False)
             self.save_interrupt_checkpoint(exc)
+            self.write_status(*ending(exc))
             raise
         finally:
             if self.writer is not None:
@@ -688,8 +705,11 @@ class TrainerBase:
         if (now or steps % STOP_SYNC_STEPS == 0) and self.agree():
             raise StopRequested(self.stop_signal.signum or signal.SIGTERM)
 
-    def check_monitor(self) -> None:
-        """Validate two batches before training, so a wrong ``--monitor`` fails in seconds."""
+    def check_monitor(self) -> list[str]:
+        """Validate two batches before training, so a wrong ``--monitor`` fails in seconds.
+
+        Returns the names of the metrics each epoch will report.
+        """
         reported = self.validate(max_batches=2)
         names = [f"{split}_{k}" for split in ("train", "val") for k in reported]
         names += ["lr", "epoch_time"]
@@ -699,6 +719,7 @@ class TrainerBase:
                 f"--monitor {self.opt.monitor}: not a metric of this task; known: {known}",
                 every_rank=True,
             )
+        return names
 
     # ----- helpers ---------------------------------------------------------------------------
 
@@ -782,10 +803,13 @@ class TrainerBase:
         log.info("model %s\n%s", self.opt.model_type, describe_model(unwrap_model(self.model)))
 
     def log_epoch(self, improved: bool) -> None:
-        """One log line per epoch, and every metric to TensorBoard at the global step."""
+        """One log line per epoch; every metric and the best ``--monitor`` value so far to
+        TensorBoard at the global step, and a row of metrics.csv."""
         for name, value in self.metrics.items():
-            self.writer.add_scalar(name.replace("_", "/", 1), value, self.global_step)
+            self.writer.add_scalar(scalar_tag(name), value, self.global_step)
+        self.writer.add_scalar(f"best/{self.opt.monitor}", self.stopper.best, self.global_step)
         self.writer.flush()
+        self.history.append(self.epoch, self.global_step, self.metrics)
         text = "  ".join(
             f"{k} {v:.3g}"
             if k == "lr"
@@ -799,6 +823,32 @@ class TrainerBase:
         log.info(
             "epoch %d/%d  %s%s", self.epoch, self.opt.epochs, text, "  *best*" if improved else ""
         )
+
+    def start_hparams(self, metric_names: list[str]) -> None:
+        """Rank 0 records the options as TensorBoard hparams, compared by every logged metric
+        and the best ``--monitor`` value."""
+        if self.dist.is_main:
+            tags = [scalar_tag(name) for name in metric_names] + [f"best/{self.opt.monitor}"]
+            write_hparams(self.writer, vars(self.opt), tags)
+
+    def write_status(self, state: str, error: str | None = None) -> None:
+        """Rank 0 records in status.json where the run stands (``utils/status.py``); a failure
+        to write it is logged, never raised over what ended the run."""
+        if not self.dist.is_main:
+            return
+        best = self.stopper.best if math.isfinite(self.stopper.best) else None
+        try:
+            write_status(
+                self.run_dir,
+                state,
+                epoch=self.epoch,
+                epochs=self.opt.epochs,
+                monitor=self.opt.monitor,
+                best=best,
+                error=error,
+            )
+        except OSError as err:
+            log.error("could not write %s: %s", STATUS_NAME, err)
 
     # ----- checkpoints -----------------------------------------------------------------------
 
