@@ -33,7 +33,13 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from data.data_entry import DATASETS, add_data_options, build_datasets, build_loader
+from data.data_entry import (
+    DATASETS,
+    FirstBatches,
+    add_data_options,
+    build_datasets,
+    build_loader,
+)
 from data.splits import DataSplits
 from model.model_entry import MODELS, add_model_options, build_model, describe_model
 from utils.amp import AMP_MODES, autocast
@@ -132,6 +138,14 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=42, help="seed for python, numpy, torch, data")
     run.add_argument(
         "--deterministic", type=str2bool, default=False, help="forbid nondeterministic kernels"
+    )
+    run.add_argument(
+        "--fast_dev_run",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="push N batches through training, validation and the test split, write nothing, "
+        "and exit: a check before a long run; 0 = a normal run",
     )
 
     optim = parser.add_argument_group("optimisation")
@@ -273,16 +287,17 @@ class TrainerBase:
         resume = self.read_resume_checkpoint()
         # Data first: a wrong --data_dir then fails before an empty run dir is left behind.
         self.data = self.build_data()
-        self.run_dir = self.open_run_dir()
-        if self.dist.is_main:
+        # --fast_dev_run writes nothing: no run dir, log file, config, TensorBoard, metrics.
+        self.run_dir = None if opt.fast_dev_run else self.open_run_dir()
+        if self.dist.is_main and self.run_dir is not None:
             setup_logging(self.run_dir / "train.log")
             if resume is None:
                 save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
             for leftover in remove_partial_writes(self.run_dir):
                 log.info("removed %s, a save cut short when the run was killed", leftover.name)
 
-        self.train_loader = self.build_loader(self.data.train, train=True)
-        self.val_loader = self.build_loader(self.data.val, train=False)
+        self.train_loader = self.first_batches(self.build_loader(self.data.train, train=True))
+        self.val_loader = self.first_batches(self.build_loader(self.data.val, train=False))
         self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
         self.cycles_per_epoch = math.ceil(self.steps_per_epoch / opt.accum_steps)
         # net: the model on the device (compiled, if asked); model: what a training step calls,
@@ -322,7 +337,7 @@ class TrainerBase:
         # this checkpoint.
         self.writer: SummaryWriter | None = None
         self.history: MetricsHistory | None = None
-        if self.dist.is_main:
+        if self.dist.is_main and self.run_dir is not None:
             purge = self.global_step + 1 if resume else None
             self.writer = SummaryWriter(self.run_dir, purge_step=purge)
             self.history = MetricsHistory(self.run_dir / METRICS_NAME, through_epoch=self.epoch)
@@ -426,8 +441,10 @@ class TrainerBase:
 
         SIGTERM and SIGINT stop after the current optimizer step. Any exception, a stop signal
         included, first writes an interrupt checkpoint and logs the command that continues
-        the run, then propagates.
+        the run, then propagates. With ``--fast_dev_run`` see :meth:`fast_dev_run`.
         """
+        if self.opt.fast_dev_run:
+            return self.fast_dev_run()
         if self.dist.is_main:
             self.log_start()
             self.write_status(RUNNING)
@@ -448,11 +465,7 @@ class TrainerBase:
         finally:
             if self.writer is not None:
                 self.writer.close()
-            if self.dist.enabled:
-                self.model = self.net  # the DDP wrapper holds the process group
-                # Together, the ranks wait for rank 0's last save: torchrun stops the others
-                # once one exits.
-                leave_process_group(wait_for_all=together)
+            self.leave_process_group(together)
         if self.stopper.should_stop:
             log.info(
                 "early stop: %s has not improved for %d epochs",
@@ -466,6 +479,37 @@ class TrainerBase:
         if self.EVAL_SCRIPT and best.is_file():
             command = script_command(self.EVAL_SCRIPT, "--model_path", best)
             log.info("evaluate the best checkpoint with: %s", command)
+        return self.metrics
+
+    def fast_dev_run(self) -> dict[str, float]:
+        """``--fast_dev_run N``: N batches of training, of validation and of the test split
+        through the task's hooks, writing nothing; a check in seconds that a long run gets
+        going. Returns their metrics, named ``train_*``, ``val_*`` and ``test_*``."""
+        start = time.perf_counter()
+        if self.dist.is_main:
+            self.log_start()
+        together = False
+        try:
+            self.check_monitor()
+            with self.stop_signal:
+                train = self.train_one_epoch()
+            val = self.validate()
+            test_loader = self.first_batches(self.build_loader(self.data.test, train=False))
+            test = self.evaluate(test_loader)
+            together = True
+        finally:
+            self.leave_process_group(together)
+        splits = {"train": train, "val": val, "test": test}
+        self.metrics = {f"{split}_{k}": v for split, m in splits.items() for k, v in m.items()}
+        log.info("fast_dev_run: %s", "  ".join(f"{k} {v:.4f}" for k, v in self.metrics.items()))
+        log.info(
+            "fast_dev_run: nothing written (no run dir, checkpoint, TensorBoard or metrics); "
+            "%d training, %d validation and %d test batches in %.1f s",
+            self.batch_in_epoch - self.started_at[1],
+            len(self.val_loader),
+            len(test_loader),
+            time.perf_counter() - start,
+        )
         return self.metrics
 
     def train_epoch_and_validate(self) -> None:
@@ -509,7 +553,7 @@ class TrainerBase:
         self.train_loader.sampler.set_epoch(
             self.epoch, start=self.batch_in_epoch * self.opt.batch_size
         )
-        every = self.opt.save_every_n_steps
+        every = self.opt.save_every_n_steps if self.run_dir else 0  # --fast_dev_run: no saves
         progress = Progress(
             self.train_loader,
             len(self.train_loader),
@@ -544,9 +588,13 @@ class TrainerBase:
             )
         return self.epoch_meters.global_averages(self.device)
 
-    @torch.inference_mode()
     def validate(self, max_batches: int | None = None) -> dict[str, float]:
-        """Loss and metrics over the validation split (or its first ``max_batches``).
+        """Loss and metrics over the validation split (or its first ``max_batches``)."""
+        return self.evaluate(self.val_loader, max_batches)
+
+    @torch.inference_mode()
+    def evaluate(self, loader: Any, max_batches: int | None = None) -> dict[str, float]:
+        """Loss and metrics over the batches of ``loader`` (or its first ``max_batches``).
 
         Under DDP each rank evaluates its own shard with the bare model (no collectives per
         batch) and the sums are reduced across ranks at the end.
@@ -554,8 +602,8 @@ class TrainerBase:
         model = self.net if self.dist.enabled else self.model
         model.eval()
         meters = MeterGroup()
-        total = min(len(self.val_loader), max_batches or len(self.val_loader))
-        for step, batch in enumerate(self.val_loader, start=1):
+        total = min(len(loader), max_batches or len(loader))
+        for step, batch in enumerate(loader, start=1):
             inputs, targets = self.to_device(batch)
             with self.autocast():
                 outputs = model(inputs)
@@ -727,6 +775,18 @@ class TrainerBase:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    def first_batches(self, loader: Any) -> Any:
+        """With ``--fast_dev_run N`` the first N batches of ``loader``, else the loader."""
+        return FirstBatches(loader, self.opt.fast_dev_run) if self.opt.fast_dev_run else loader
+
+    def leave_process_group(self, together: bool) -> None:
+        """Under DDP, drop the wrapper that holds the process group, then leave it. Together,
+        the ranks first wait for rank 0's last save: torchrun stops the others once one exits.
+        """
+        if self.dist.enabled:
+            self.model = self.net
+            leave_process_group(wait_for_all=together)
+
     def build_loader(self, dataset: Any, train: bool) -> Any:
         """A loader over this rank's shard; training shards are padded to equal length."""
         return build_loader(
@@ -788,7 +848,12 @@ class TrainerBase:
         return self.epoch * self.cycles_per_epoch + done_this_epoch
 
     def log_start(self) -> None:
-        log.info("run dir %s", self.run_dir)
+        if self.run_dir is None:
+            log.info(
+                "fast_dev_run: %d batches of each split; nothing is written", self.opt.fast_dev_run
+            )
+        else:
+            log.info("run dir %s", self.run_dir)
         devices = ", ".join(f"cuda:{i}" for i in self.device_ids) or "cpu"
         if self.dist.enabled:
             devices += f" (rank 0 of {self.dist.world_size} DDP processes)"

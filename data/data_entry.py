@@ -9,8 +9,9 @@ exactly as the dataset does (prediction on new images calls it), and add one lin
 
 import argparse
 import functools
+import itertools
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,19 @@ def build_loader(
         generator=torch.Generator().manual_seed(opt.seed),
         persistent_workers=workers > 0,
     )
+
+
+class FirstBatches:
+    """The first ``n`` batches of a loader, which it otherwise stands in for (``sampler``,
+    ``len``): ``--fast_dev_run`` trains and evaluates on a few batches with the real code."""
+
+    def __init__(self, loader: DataLoader | MemoryLoader, n: int) -> None:
+        self.loader = loader
+        self.n = n
+        self.sampler = loader.sampler
+
+    def __iter__(self) -> Iterator:
+        return itertools.islice(self.loader, self.n)
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.loader))
