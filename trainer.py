@@ -89,6 +89,7 @@ from utils.scheduler import SCHEDULERS, build_scheduler, check_scheduler_options
 from utils.seed import rng_state, seed_everything, set_rng_state
 from utils.signals import GracefulStop, StopRequested
 from utils.status import FINISHED, RUNNING, STATUS_NAME, STOPPED_EARLY, ending, write_status
+from utils.wandb_writer import WandbWriter, import_wandb
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,13 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         default=0,
         help="epochs between example images in TensorBoard; 0 = never",
     )
+    stop.add_argument(
+        "--wandb",
+        type=str2bool,
+        default=False,
+        help="also send the scalars and images to Weights & Biases (pip install wandb; "
+        "WANDB_MODE=offline logs without an account)",
+    )
 
     faults = parser.add_argument_group("checkpoints, resuming and faults")
     faults.add_argument(
@@ -282,6 +290,8 @@ class TrainerBase:
             self.device_ids = [dist_device.index] if dist_device.type == "cuda" else []
         seed_everything(opt.seed + self.dist.rank, opt.deterministic)
         check_scheduler_options(opt)  # before a run dir exists
+        if opt.wandb:
+            import_wandb()  # a missing package is one line, before a run dir exists
         self.resume_path: Path | None = None
         self.config_changes: list[tuple[str, Any, Any]] = []
         resume = self.read_resume_checkpoint()
@@ -339,7 +349,11 @@ class TrainerBase:
         self.history: MetricsHistory | None = None
         if self.dist.is_main and self.run_dir is not None:
             purge = self.global_step + 1 if resume else None
-            self.writer = SummaryWriter(self.run_dir, purge_step=purge)
+            self.writer = (
+                WandbWriter(self.run_dir, purge, vars(opt))
+                if opt.wandb
+                else SummaryWriter(self.run_dir, purge_step=purge)
+            )
             self.history = MetricsHistory(self.run_dir / METRICS_NAME, through_epoch=self.epoch)
 
     def read_resume_checkpoint(self) -> dict[str, Any] | None:

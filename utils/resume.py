@@ -25,6 +25,7 @@ RESUME_FREE_OPTIONS = frozenset(
         "save_every_n_steps",
         "nonfinite",
         "fast_dev_run",
+        "wandb",
     }
 )
 
