@@ -7,12 +7,16 @@ A task subclasses TrainerBase, overrides only the hooks that differ (``build_los
     parser.set_defaults(model_type="Vanilla", data_type="FashionMNIST", monitor="val_acc")
     MyTrainer(parser.parse_args()).train()
 
-Per run: select device(s) (one per process under torchrun) -> seed -> data -> new timestamped
-run dir (or, with ``--resume``, the checkpoint's own) -> config.json + train.log -> model
-(channels_last, DDP/DataParallel, torch.compile), loss, optimizer, scheduler, AMP scaler,
-clipper, early stopper, TensorBoard -> epochs of train_one_epoch -> validate -> log -> best/last
-checkpoints -> early-stop check. SIGTERM/SIGINT and exceptions end the run with a checkpoint
-from which ``--resume`` continues; a non-finite loss stops it (or skips the batch).
+Options come from the task's defaults, a ``--config`` file and the command line, in that
+order; models and datasets declare their own beside their code (``add_options`` in their
+registry lines). Per run: select device(s) (one per process under torchrun) -> seed -> data ->
+new timestamped run dir (or, with ``--resume``, the checkpoint's own) -> config.json +
+train.log -> model (channels_last, DDP/DataParallel, torch.compile), loss, optimizer,
+scheduler, AMP scaler, clipper, early stopper, TensorBoard and metrics.csv -> status.json says
+running -> epochs of train_one_epoch -> validate -> log -> best/last checkpoints -> early-stop
+check -> status.json says how it ended. SIGTERM/SIGINT and exceptions end the run with a
+checkpoint from which ``--resume`` continues; a non-finite loss stops it (or skips the batch).
+``--fast_dev_run N`` runs N batches of each split instead, and writes nothing.
 
 The hot path never waits for the device for book-keeping: meters add up on the device and are
 read only when a progress line or the epoch summary shows them.

@@ -5,7 +5,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from test_trainer import interrupting, options, scalars
-from toy_task import BATCHES_PER_EPOCH, ToyTrainer
+from toy_task import BATCHES_PER_EPOCH, SCALAR_TAGS, ToyTrainer
 
 from utils.history import METRICS_NAME, MetricsHistory, read_metrics
 from utils.status import read_status
@@ -68,15 +68,7 @@ def test_the_options_are_hparams_compared_by_the_logged_metrics(tmp_path):
     assert hparams["clip_grad_norm"].string_value == "None"
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     tags = {metric.name.tag for metric in experiment.metric_infos}
-    assert tags == {
-        "train/loss",
-        "train/acc",
-        "val/loss",
-        "val/acc",
-        "lr",
-        "epoch/time",
-        "best/val_acc",
-    }
+    assert tags == SCALAR_TAGS
     assert scalars(trainer.run_dir, "best/val_acc")[-1][1] == pytest.approx(
         read_status(trainer.run_dir)["best"]
     )

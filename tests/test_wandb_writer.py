@@ -13,7 +13,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_trainer import options, scalars
-from toy_task import ToyTrainer
+from toy_task import SCALAR_TAGS, ToyTrainer
 
 from utils.errors import UsageError
 from utils.history import read_metrics
@@ -77,15 +77,7 @@ def test_wandb_gets_the_scalars_tensorboard_gets(tmp_path, monkeypatch):
     for step, data in run.logged:
         for tag, value in data.items():
             sent.setdefault(tag, []).append((step, value))
-    assert sent.keys() == {
-        "train/loss",
-        "train/acc",
-        "val/loss",
-        "val/acc",
-        "lr",
-        "epoch/time",
-        "best/val_acc",
-    }
+    assert sent.keys() == SCALAR_TAGS
     rows = read_metrics(trainer.run_dir / "metrics.csv")
     assert sent["val/acc"] == [(row["step"], row["val_acc"]) for row in rows]
     assert [s for s, _ in sent["lr"]] == [s for s, _ in scalars(trainer.run_dir, "lr")]
