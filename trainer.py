@@ -7,12 +7,16 @@ A task subclasses TrainerBase, overrides only the hooks that differ (``build_los
     parser.set_defaults(model_type="Vanilla", data_type="FashionMNIST", monitor="val_acc")
     MyTrainer(parser.parse_args()).train()
 
-Per run: select device(s) (one per process under torchrun) -> seed -> data -> new timestamped
-run dir (or, with ``--resume``, the checkpoint's own) -> config.json + train.log -> model
-(channels_last, DDP/DataParallel, torch.compile), loss, optimizer, scheduler, AMP scaler,
-clipper, early stopper, TensorBoard -> epochs of train_one_epoch -> validate -> log -> best/last
-checkpoints -> early-stop check. SIGTERM/SIGINT and exceptions end the run with a checkpoint
-from which ``--resume`` continues; a non-finite loss stops it (or skips the batch).
+Options come from the task's defaults, a ``--config`` file and the command line, in that
+order; models and datasets declare their own beside their code (``add_options`` in their
+registry lines). Per run: select device(s) (one per process under torchrun) -> seed -> data ->
+new timestamped run dir (or, with ``--resume``, the checkpoint's own) -> config.json +
+train.log -> model (channels_last, DDP/DataParallel, torch.compile), loss, optimizer,
+scheduler, AMP scaler, clipper, early stopper, TensorBoard and metrics.csv -> status.json says
+running -> epochs of train_one_epoch -> validate -> log -> best/last checkpoints -> early-stop
+check -> status.json says how it ended. SIGTERM/SIGINT and exceptions end the run with a
+checkpoint from which ``--resume`` continues; a non-finite loss stops it (or skips the batch).
+``--fast_dev_run N`` runs N batches of each split instead, and writes nothing.
 
 The hot path never waits for the device for book-keeping: meters add up on the device and are
 read only when a progress line or the epoch summary shows them.
@@ -33,15 +37,20 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from data.data_entry import DATASETS, build_datasets, build_loader
+from data.data_entry import (
+    DATASETS,
+    FirstBatches,
+    add_data_options,
+    build_datasets,
+    build_loader,
+)
 from data.splits import DataSplits
-from model.model_entry import MODELS, build_model, describe_model
+from model.model_entry import MODELS, add_model_options, build_model, describe_model
 from utils.amp import AMP_MODES, autocast
 from utils.atomic import remove_partial_writes
 from utils.augment import random_hflip
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
 from utils.cli import (
-    ArgumentParser,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -54,6 +63,7 @@ from utils.cli import (
 )
 from utils.clipper import GradClipper
 from utils.config import CONFIG_NAME, environment_info, save_config
+from utils.config_file import ConfigFileParser
 from utils.configcmp import format_table
 from utils.device import channels_last, move_to, select_device
 from utils.distributed import (
@@ -66,6 +76,8 @@ from utils.distributed import (
 )
 from utils.earlystopper import EarlyStopper
 from utils.errors import NonFiniteLossError, UsageError
+from utils.history import METRICS_NAME, MetricsHistory
+from utils.hparams import write_hparams
 from utils.logger import setup_logging
 from utils.meter import MeterGroup
 from utils.optimizer import OPTIMIZERS, build_optimizer, load_optimizer_state
@@ -80,6 +92,8 @@ from utils.rundir import make_run_dir
 from utils.scheduler import SCHEDULERS, build_scheduler, check_scheduler_options
 from utils.seed import rng_state, seed_everything, set_rng_state
 from utils.signals import GracefulStop, StopRequested
+from utils.status import FINISHED, RUNNING, STATUS_NAME, STOPPED_EARLY, ending, write_status
+from utils.wandb_writer import WandbWriter, import_wandb
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +118,16 @@ STATE_KEYS = (
 STOP_SYNC_STEPS = 10
 
 
+def scalar_tag(metric: str) -> str:
+    """The TensorBoard tag of a metric: ``val_acc`` -> ``val/acc``, ``epoch_time`` ->
+    ``epoch/time``."""
+    return metric.replace("_", "/", 1)
+
+
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """The options every task shares; a task script changes defaults with ``set_defaults``."""
-    parser = ArgumentParser(description=description)
+    """The options every task shares, then those each model and dataset declares beside its
+    code; a task script changes defaults with ``set_defaults``."""
+    parser = ConfigFileParser(description=description)
     run = parser.add_argument_group("run")
     run.add_argument("--proj_name", default="Project", help="project name, kept in the config")
     run.add_argument("--model_type", default="Vanilla", choices=sorted(MODELS), help="model")
@@ -122,6 +143,14 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=42, help="seed for python, numpy, torch, data")
     run.add_argument(
         "--deterministic", type=str2bool, default=False, help="forbid nondeterministic kernels"
+    )
+    run.add_argument(
+        "--fast_dev_run",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="push N batches through training, validation and the test split, write nothing, "
+        "and exit: a check before a long run; 0 = a normal run",
     )
 
     optim = parser.add_argument_group("optimisation")
@@ -169,20 +198,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
     speed.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model")
 
-    model = parser.add_argument_group("conv models (UNet, UNetpp)")
-    model.add_argument(
-        "--base_width", type=positive_int, default=32, help="channels of the first conv block"
-    )
-    model.add_argument(
-        "--bilinear", type=str2bool, default=True, help="UNet: bilinear upsampling, else ConvT"
-    )
-    model.add_argument(
-        "--deep_supervision",
-        type=str2bool,
-        default=False,
-        help="UNetpp: train every nested decoder output, predict with their mean",
-    )
-
     stop = parser.add_argument_group("monitoring and early stopping")
     stop.add_argument("--monitor", default="val_loss", help="metric that picks the best epoch")
     stop.add_argument(
@@ -199,6 +214,13 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         type=non_negative_int,
         default=0,
         help="epochs between example images in TensorBoard; 0 = never",
+    )
+    stop.add_argument(
+        "--wandb",
+        type=str2bool,
+        default=False,
+        help="also send the scalars and images to Weights & Biases (pip install wandb; "
+        "WANDB_MODE=offline logs without an account)",
     )
 
     faults = parser.add_argument_group("checkpoints, resuming and faults")
@@ -228,13 +250,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
 
     data = parser.add_argument_group("data")
-    data.add_argument(
-        "--in_memory",
-        type=str2bool,
-        default=True,
-        help="hold a dataset that offers it (FashionMNIST) as one uint8 tensor on the device and "
-        "batch it by index; False: torchvision's per-sample DataLoader",
-    )
     data.add_argument("--num_workers", type=non_negative_int, default=2, help="loader processes")
     data.add_argument(
         "--val_ratio", type=open_fraction, default=0.1, help="share of train data held for val"
@@ -252,17 +267,10 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="share held for test where the data has no official test split (Carvana: of cars)",
     )
     data.add_argument(
-        "--img_scale", type=fraction, default=1.0, help="resize images by this factor (Carvana)"
-    )
-    data.add_argument(
-        "--cache", type=str2bool, default=True, help="decode images once and reuse the arrays"
-    )
-    data.add_argument(
-        "--cache_dir", default=None, help="where decoded arrays go; default <data_dir>/.cache"
-    )
-    data.add_argument(
         "--flip", type=str2bool, default=False, help="random horizontal flips of training batches"
     )
+    add_model_options(parser)
+    add_data_options(parser)
     return parser
 
 
@@ -286,21 +294,24 @@ class TrainerBase:
             self.device_ids = [dist_device.index] if dist_device.type == "cuda" else []
         seed_everything(opt.seed + self.dist.rank, opt.deterministic)
         check_scheduler_options(opt)  # before a run dir exists
+        if opt.wandb:
+            import_wandb()  # a missing package is one line, before a run dir exists
         self.resume_path: Path | None = None
         self.config_changes: list[tuple[str, Any, Any]] = []
         resume = self.read_resume_checkpoint()
         # Data first: a wrong --data_dir then fails before an empty run dir is left behind.
         self.data = self.build_data()
-        self.run_dir = self.open_run_dir()
-        if self.dist.is_main:
+        # --fast_dev_run writes nothing: no run dir, log file, config, TensorBoard, metrics.
+        self.run_dir = None if opt.fast_dev_run else self.open_run_dir()
+        if self.dist.is_main and self.run_dir is not None:
             setup_logging(self.run_dir / "train.log")
             if resume is None:
                 save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(self.device))
             for leftover in remove_partial_writes(self.run_dir):
                 log.info("removed %s, a save cut short when the run was killed", leftover.name)
 
-        self.train_loader = self.build_loader(self.data.train, train=True)
-        self.val_loader = self.build_loader(self.data.val, train=False)
+        self.train_loader = self.first_batches(self.build_loader(self.data.train, train=True))
+        self.val_loader = self.first_batches(self.build_loader(self.data.val, train=False))
         self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
         self.cycles_per_epoch = math.ceil(self.steps_per_epoch / opt.accum_steps)
         # net: the model on the device (compiled, if asked); model: what a training step calls,
@@ -336,9 +347,18 @@ class TrainerBase:
             )
         self.started_at = (self.epoch, self.batch_in_epoch)
         self.commit()
-        # On resume, TensorBoard hides what the earlier process logged after this checkpoint.
-        purge = self.global_step + 1 if resume else None
-        self.writer = SummaryWriter(self.run_dir, purge_step=purge) if self.dist.is_main else None
+        # On resume, TensorBoard and metrics.csv drop what the earlier process logged after
+        # this checkpoint.
+        self.writer: SummaryWriter | None = None
+        self.history: MetricsHistory | None = None
+        if self.dist.is_main and self.run_dir is not None:
+            purge = self.global_step + 1 if resume else None
+            self.writer = (
+                WandbWriter(self.run_dir, purge, vars(opt))
+                if opt.wandb
+                else SummaryWriter(self.run_dir, purge_step=purge)
+            )
+            self.history = MetricsHistory(self.run_dir / METRICS_NAME, through_epoch=self.epoch)
 
     def read_resume_checkpoint(self) -> dict[str, Any] | None:
         """The ``--resume`` checkpoint (``auto``: the project's newest), if its options fit.
@@ -439,30 +459,31 @@ class TrainerBase:
 
         SIGTERM and SIGINT stop after the current optimizer step. Any exception, a stop signal
         included, first writes an interrupt checkpoint and logs the command that continues
-        the run, then propagates.
+        the run, then propagates. With ``--fast_dev_run`` see :meth:`fast_dev_run`.
         """
+        if self.opt.fast_dev_run:
+            return self.fast_dev_run()
         if self.dist.is_main:
             self.log_start()
+            self.write_status(RUNNING)
         together = False  # whether every rank ends here at the same point
         try:
-            self.check_monitor()
+            self.start_hparams(self.check_monitor())
             with self.stop_signal:
                 while self.epoch < self.opt.epochs and not self.stopper.should_stop:
                     self.train_epoch_and_validate()
                     self.check_stop(now=True)
             together = True
+            self.write_status(STOPPED_EARLY if self.stopper.should_stop else FINISHED)
         except BaseException as exc:
             together = isinstance(exc, StopRequested) or getattr(exc, "every_rank", False)
             self.save_interrupt_checkpoint(exc)
+            self.write_status(*ending(exc))
             raise
         finally:
             if self.writer is not None:
                 self.writer.close()
-            if self.dist.enabled:
-                self.model = self.net  # the DDP wrapper holds the process group
-                # Together, the ranks wait for rank 0's last save: torchrun stops the others
-                # once one exits.
-                leave_process_group(wait_for_all=together)
+            self.leave_process_group(together)
         if self.stopper.should_stop:
             log.info(
                 "early stop: %s has not improved for %d epochs",
@@ -476,6 +497,37 @@ class TrainerBase:
         if self.EVAL_SCRIPT and best.is_file():
             command = script_command(self.EVAL_SCRIPT, "--model_path", best)
             log.info("evaluate the best checkpoint with: %s", command)
+        return self.metrics
+
+    def fast_dev_run(self) -> dict[str, float]:
+        """``--fast_dev_run N``: N batches of training, of validation and of the test split
+        through the task's hooks, writing nothing; a check in seconds that a long run gets
+        going. Returns their metrics, named ``train_*``, ``val_*`` and ``test_*``."""
+        start = time.perf_counter()
+        if self.dist.is_main:
+            self.log_start()
+        together = False
+        try:
+            self.check_monitor()
+            with self.stop_signal:
+                train = self.train_one_epoch()
+            val = self.validate()
+            test_loader = self.first_batches(self.build_loader(self.data.test, train=False))
+            test = self.evaluate(test_loader)
+            together = True
+        finally:
+            self.leave_process_group(together)
+        splits = {"train": train, "val": val, "test": test}
+        self.metrics = {f"{split}_{k}": v for split, m in splits.items() for k, v in m.items()}
+        log.info("fast_dev_run: %s", "  ".join(f"{k} {v:.4f}" for k, v in self.metrics.items()))
+        log.info(
+            "fast_dev_run: nothing written (no run dir, checkpoint, TensorBoard or metrics); "
+            "%d training, %d validation and %d test batches in %.1f s",
+            self.batch_in_epoch - self.started_at[1],
+            len(self.val_loader),
+            len(test_loader),
+            time.perf_counter() - start,
+        )
         return self.metrics
 
     def train_epoch_and_validate(self) -> None:
@@ -519,7 +571,7 @@ class TrainerBase:
         self.train_loader.sampler.set_epoch(
             self.epoch, start=self.batch_in_epoch * self.opt.batch_size
         )
-        every = self.opt.save_every_n_steps
+        every = self.opt.save_every_n_steps if self.run_dir else 0  # --fast_dev_run: no saves
         progress = Progress(
             self.train_loader,
             len(self.train_loader),
@@ -554,9 +606,13 @@ class TrainerBase:
             )
         return self.epoch_meters.global_averages(self.device)
 
-    @torch.inference_mode()
     def validate(self, max_batches: int | None = None) -> dict[str, float]:
-        """Loss and metrics over the validation split (or its first ``max_batches``).
+        """Loss and metrics over the validation split (or its first ``max_batches``)."""
+        return self.evaluate(self.val_loader, max_batches)
+
+    @torch.inference_mode()
+    def evaluate(self, loader: Any, max_batches: int | None = None) -> dict[str, float]:
+        """Loss and metrics over the batches of ``loader`` (or its first ``max_batches``).
 
         Under DDP each rank evaluates its own shard with the bare model (no collectives per
         batch) and the sums are reduced across ranks at the end.
@@ -564,8 +620,8 @@ class TrainerBase:
         model = self.net if self.dist.enabled else self.model
         model.eval()
         meters = MeterGroup()
-        total = min(len(self.val_loader), max_batches or len(self.val_loader))
-        for step, batch in enumerate(self.val_loader, start=1):
+        total = min(len(loader), max_batches or len(loader))
+        for step, batch in enumerate(loader, start=1):
             inputs, targets = self.to_device(batch)
             with self.autocast():
                 outputs = model(inputs)
@@ -715,8 +771,11 @@ class TrainerBase:
         if (now or steps % STOP_SYNC_STEPS == 0) and self.agree():
             raise StopRequested(self.stop_signal.signum or signal.SIGTERM)
 
-    def check_monitor(self) -> None:
-        """Validate two batches before training, so a wrong ``--monitor`` fails in seconds."""
+    def check_monitor(self) -> list[str]:
+        """Validate two batches before training, so a wrong ``--monitor`` fails in seconds.
+
+        Returns the names of the metrics each epoch will report.
+        """
         reported = self.validate(max_batches=2)
         names = [f"{split}_{k}" for split in ("train", "val") for k in reported]
         names += ["lr", "epoch_time"]
@@ -726,12 +785,25 @@ class TrainerBase:
                 f"--monitor {self.opt.monitor}: not a metric of this task; known: {known}",
                 every_rank=True,
             )
+        return names
 
     # ----- helpers ---------------------------------------------------------------------------
 
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
+
+    def first_batches(self, loader: Any) -> Any:
+        """With ``--fast_dev_run N`` the first N batches of ``loader``, else the loader."""
+        return FirstBatches(loader, self.opt.fast_dev_run) if self.opt.fast_dev_run else loader
+
+    def leave_process_group(self, together: bool) -> None:
+        """Under DDP, drop the wrapper that holds the process group, then leave it. Together,
+        the ranks first wait for rank 0's last save: torchrun stops the others once one exits.
+        """
+        if self.dist.enabled:
+            self.model = self.net
+            leave_process_group(wait_for_all=together)
 
     def build_loader(self, dataset: Any, train: bool) -> Any:
         """A loader over this rank's shard; training shards are padded to equal length."""
@@ -794,7 +866,12 @@ class TrainerBase:
         return self.epoch * self.cycles_per_epoch + done_this_epoch
 
     def log_start(self) -> None:
-        log.info("run dir %s", self.run_dir)
+        if self.run_dir is None:
+            log.info(
+                "fast_dev_run: %d batches of each split; nothing is written", self.opt.fast_dev_run
+            )
+        else:
+            log.info("run dir %s", self.run_dir)
         devices = ", ".join(f"cuda:{i}" for i in self.device_ids) or "cpu"
         if self.dist.enabled:
             devices += f" (rank 0 of {self.dist.world_size} DDP processes)"
@@ -809,10 +886,13 @@ class TrainerBase:
         log.info("model %s\n%s", self.opt.model_type, describe_model(unwrap_model(self.model)))
 
     def log_epoch(self, improved: bool) -> None:
-        """One log line per epoch, and every metric to TensorBoard at the global step."""
+        """One log line per epoch; every metric and the best ``--monitor`` value so far to
+        TensorBoard at the global step, and a row of metrics.csv."""
         for name, value in self.metrics.items():
-            self.writer.add_scalar(name.replace("_", "/", 1), value, self.global_step)
+            self.writer.add_scalar(scalar_tag(name), value, self.global_step)
+        self.writer.add_scalar(f"best/{self.opt.monitor}", self.stopper.best, self.global_step)
         self.writer.flush()
+        self.history.append(self.epoch, self.global_step, self.metrics)
         text = "  ".join(
             f"{k} {v:.3g}"
             if k == "lr"
@@ -826,6 +906,32 @@ class TrainerBase:
         log.info(
             "epoch %d/%d  %s%s", self.epoch, self.opt.epochs, text, "  *best*" if improved else ""
         )
+
+    def start_hparams(self, metric_names: list[str]) -> None:
+        """Rank 0 records the options as TensorBoard hparams, compared by every logged metric
+        and the best ``--monitor`` value."""
+        if self.dist.is_main:
+            tags = [scalar_tag(name) for name in metric_names] + [f"best/{self.opt.monitor}"]
+            write_hparams(self.writer, vars(self.opt), tags)
+
+    def write_status(self, state: str, error: str | None = None) -> None:
+        """Rank 0 records in status.json where the run stands (``utils/status.py``); a failure
+        to write it is logged, never raised over what ended the run."""
+        if not self.dist.is_main:
+            return
+        best = self.stopper.best if math.isfinite(self.stopper.best) else None
+        try:
+            write_status(
+                self.run_dir,
+                state,
+                epoch=self.epoch,
+                epochs=self.opt.epochs,
+                monitor=self.opt.monitor,
+                best=best,
+                error=error,
+            )
+        except OSError as err:
+            log.error("could not write %s: %s", STATUS_NAME, err)
 
     # ----- checkpoints -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ millisecond. A cached file remembers the size and mtime of its sources and is re
 change.
 """
 
+import argparse
 import io
 import random
 from argparse import Namespace
@@ -23,9 +24,23 @@ from torch.utils.data import Dataset
 from data.image_files import open_image
 from data.splits import DataSplits, subsample_indices
 from utils.atomic import atomic_write
+from utils.cli import fraction, str2bool
 from utils.errors import UsageError
 
 IMAGE_DIR, MASK_DIR, MASK_SUFFIX = "train", "train_masks", "_mask.gif"
+
+
+def add_options(group: argparse._ArgumentGroup) -> None:
+    """Carvana's own options: the image scale and the decode cache."""
+    group.add_argument(
+        "--img_scale", type=fraction, default=1.0, help="resize images by this factor (Carvana)"
+    )
+    group.add_argument(
+        "--cache", type=str2bool, default=True, help="decode images once and reuse the arrays"
+    )
+    group.add_argument(
+        "--cache_dir", default=None, help="where decoded arrays go; default <data_dir>/.cache"
+    )
 
 
 @dataclass(frozen=True)

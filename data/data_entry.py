@@ -3,12 +3,15 @@
 Adding a dataset: write ``data/<name>.py`` with a ``build_<name>(opt) -> DataSplits`` function
 and a ``load_input(path, opt) -> Tensor`` that turns one image file into the model's input
 exactly as the dataset does (prediction on new images calls it), and add one line to
-``DATASETS`` below.
+``DATASETS`` below. Options of the dataset's own (``--img_scale``) are declared by an
+``add_options(group)`` function beside it, named in its line.
 """
 
+import argparse
 import functools
+import itertools
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,22 +23,31 @@ from data import carvana, fashion_mnist
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataSplits
-from utils.registry import lookup
+from utils.registry import OptionDeclarer, add_entry_options, lookup
 from utils.seed import seed_worker
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A dataset's two entry points: its splits, and one image file as its model's input."""
+    """A dataset's two entry points, its splits and one image file as its model's input, and
+    the declarers of the options it reads beyond the base ones."""
 
     build: Callable[[Namespace], DataSplits]
     load_input: Callable[[Path, Namespace], Tensor]
+    options: tuple[OptionDeclarer, ...] = ()
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "FashionMNIST": DatasetEntry(fashion_mnist.build_fashion_mnist, fashion_mnist.load_input),
-    "Carvana": DatasetEntry(carvana.build_carvana, carvana.load_input),
+    "FashionMNIST": DatasetEntry(
+        fashion_mnist.build_fashion_mnist, fashion_mnist.load_input, (fashion_mnist.add_options,)
+    ),
+    "Carvana": DatasetEntry(carvana.build_carvana, carvana.load_input, (carvana.add_options,)),
 }
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """Add every dataset's own options to ``parser``, one group per declarer."""
+    add_entry_options(parser, "data", {name: e.options for name, e in DATASETS.items()})
 
 
 def build_datasets(opt: Namespace) -> DataSplits:
@@ -82,3 +94,19 @@ def build_loader(
         generator=torch.Generator().manual_seed(opt.seed),
         persistent_workers=workers > 0,
     )
+
+
+class FirstBatches:
+    """The first ``n`` batches of a loader, which it otherwise stands in for (``sampler``,
+    ``len``): ``--fast_dev_run`` trains and evaluates on a few batches with the real code."""
+
+    def __init__(self, loader: DataLoader | MemoryLoader, n: int) -> None:
+        self.loader = loader
+        self.n = n
+        self.sampler = loader.sampler
+
+    def __iter__(self) -> Iterator:
+        return itertools.islice(self.loader, self.n)
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.loader))

@@ -1,8 +1,20 @@
-"""Building blocks shared by the U-Net family: convolution pairs, down and up steps."""
+"""Building blocks shared by the U-Net family: convolution pairs, down and up steps, and the
+option both declare."""
+
+import argparse
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from utils.cli import positive_int
+
+
+def add_width_option(group: argparse._ArgumentGroup) -> None:
+    """``--base_width``, read by UNet and UNet++."""
+    group.add_argument(
+        "--base_width", type=positive_int, default=32, help="channels of the first conv block"
+    )
 
 
 class DoubleConv(nn.Sequential):

@@ -1,38 +1,64 @@
 """Pick a model by ``--model_type``, and describe it for the log.
 
 Adding a model: write ``model/<name>.py`` and add one line to ``MODELS`` below; the factory
-gets the options, the input shape of one sample and the number of classes.
+gets the options, the input shape of one sample and the number of classes. Options of the
+model's own (``--bilinear``) are declared by an ``add_options(group)`` function beside it,
+named in its line; the trainer's parser gathers them, so ``--help`` lists them and every
+run's config.json records them.
 """
 
+import argparse
 import math
 from argparse import Namespace
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
+from model import blocks, unet, unetpp
 from model.small_cnn import SmallCNN
 from model.unet import UNet
 from model.unetpp import UNetPP
 from model.vanilla import Vanilla
-from utils.registry import lookup
+from utils.registry import OptionDeclarer, add_entry_options, lookup
 
 ModelFactory = Callable[[Namespace, tuple[int, ...], int], nn.Module]
 
-MODELS: dict[str, ModelFactory] = {
-    "Vanilla": lambda opt, shape, classes: Vanilla(math.prod(shape), classes),
-    "SmallCNN": lambda opt, shape, classes: SmallCNN(shape[0], classes),
-    "UNet": lambda opt, shape, classes: UNet(
-        shape[0], classes, base_width=opt.base_width, bilinear=opt.bilinear
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model's factory, and the declarers of the options it reads beyond the base ones."""
+
+    build: ModelFactory
+    options: tuple[OptionDeclarer, ...] = ()
+
+
+MODELS: dict[str, ModelEntry] = {
+    "Vanilla": ModelEntry(lambda opt, shape, classes: Vanilla(math.prod(shape), classes)),
+    "SmallCNN": ModelEntry(lambda opt, shape, classes: SmallCNN(shape[0], classes)),
+    "UNet": ModelEntry(
+        lambda opt, shape, classes: UNet(
+            shape[0], classes, base_width=opt.base_width, bilinear=opt.bilinear
+        ),
+        (blocks.add_width_option, unet.add_options),
     ),
-    "UNetpp": lambda opt, shape, classes: UNetPP(
-        shape[0], classes, base_width=opt.base_width, deep_supervision=opt.deep_supervision
+    "UNetpp": ModelEntry(
+        lambda opt, shape, classes: UNetPP(
+            shape[0], classes, base_width=opt.base_width, deep_supervision=opt.deep_supervision
+        ),
+        (blocks.add_width_option, unetpp.add_options),
     ),
 }
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Add every model's own options to ``parser``, one group per declarer."""
+    add_entry_options(parser, "model", {name: e.options for name, e in MODELS.items()})
+
+
 def build_model(opt: Namespace, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Build ``opt.model_type`` for samples of ``input_shape``; unknown names list known ones."""
-    return lookup(MODELS, opt.model_type, "model_type")(opt, input_shape, num_classes)
+    return lookup(MODELS, opt.model_type, "model_type").build(opt, input_shape, num_classes)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -1,8 +1,18 @@
 """U-Net (Ronneberger et al. 2015) for per-pixel prediction."""
 
+import argparse
+
 from torch import Tensor, nn
 
 from model.blocks import DoubleConv, Down, Up
+from utils.cli import str2bool
+
+
+def add_options(group: argparse._ArgumentGroup) -> None:
+    """UNet's own option; ``--base_width`` it shares with UNet++ (``model/blocks.py``)."""
+    group.add_argument(
+        "--bilinear", type=str2bool, default=True, help="UNet: bilinear upsampling, else ConvT"
+    )
 
 
 class UNet(nn.Module):

@@ -1,9 +1,22 @@
 """UNet++ (Zhou et al. 2018): a U-Net whose skips are nested, densely connected decoders."""
 
+import argparse
+
 import torch
 from torch import Tensor, nn
 
 from model.blocks import DoubleConv, Down, match_size
+from utils.cli import str2bool
+
+
+def add_options(group: argparse._ArgumentGroup) -> None:
+    """UNet++'s own option; ``--base_width`` it shares with UNet (``model/blocks.py``)."""
+    group.add_argument(
+        "--deep_supervision",
+        type=str2bool,
+        default=False,
+        help="UNetpp: train every nested decoder output, predict with their mean",
+    )
 
 
 class UNetPP(nn.Module):

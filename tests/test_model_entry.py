@@ -1,11 +1,15 @@
 """Model selection by name, the Vanilla MLP, and the model description for the log."""
 
+import json
+import math
 from argparse import Namespace
 
 import pytest
 import torch
+from torch import nn
+from toy_task import TOY_ARGS, ToyTrainer, build_toy_parser
 
-from model.model_entry import MODELS, build_model, count_parameters, describe_model
+from model.model_entry import MODELS, ModelEntry, build_model, count_parameters, describe_model
 from utils.errors import UsageError
 
 
@@ -29,3 +33,28 @@ def test_parameter_count_and_description():
     model.net[1].weight.requires_grad_(False)
     assert count_parameters(model) == (expected, expected - 784 * 512)
     assert f"{expected:,}" in describe_model(model)
+
+
+def add_hidden_option(group):
+    group.add_argument("--tiny_hidden", type=int, default=5, help="width of Tiny's hidden layer")
+
+
+def build_tiny(opt, shape, classes):
+    hidden = nn.Linear(math.prod(shape), opt.tiny_hidden)
+    return nn.Sequential(nn.Flatten(), hidden, nn.ReLU(), nn.Linear(opt.tiny_hidden, classes))
+
+
+def test_a_new_model_brings_its_own_option_without_the_trainer_knowing_it(
+    tmp_path, monkeypatch, capsys
+):
+    """One registry line: the option is in --help, reaches the model, and config.json has it."""
+    monkeypatch.setitem(MODELS, "Tiny", ModelEntry(build_tiny, (add_hidden_option,)))
+    with pytest.raises(SystemExit):
+        build_toy_parser().parse_args(["--help"])
+    assert "model options (Tiny):\n  --tiny_hidden" in capsys.readouterr().out
+
+    argv = ["--model_type", "Tiny", "--tiny_hidden", "7", "--epochs", "1", *TOY_ARGS]
+    trainer = ToyTrainer(build_toy_parser().parse_args([*argv, "--output_dir", str(tmp_path)]))
+    assert trainer.net[1].out_features == 7
+    config = json.loads((trainer.run_dir / "config.json").read_text())
+    assert config["options"]["tiny_hidden"] == 7

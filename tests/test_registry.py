@@ -1,9 +1,10 @@
-"""Tests for utils.registry.lookup."""
+"""Tests for utils.registry: lookup by name, and the options entries declare."""
 
 import pytest
 
+from utils.cli import ArgumentParser
 from utils.errors import UsageError
-from utils.registry import lookup
+from utils.registry import add_entry_options, lookup
 
 TABLE = {"zeta": 1, "alpha": 2, "Mid": 3}
 
@@ -25,3 +26,18 @@ def test_miss_names_the_option_and_lists_known_names_sorted():
 def test_lookup_is_case_sensitive():
     with pytest.raises(UsageError):
         lookup(TABLE, "ALPHA", "optimizer")
+
+
+def test_a_declarer_shared_by_entries_is_called_once_in_a_group_naming_them():
+    def width(group):
+        group.add_argument("--width", type=int, default=8, help="shared width")
+
+    def depth(group):
+        group.add_argument("--depth", type=int, default=2, help="B's depth")
+
+    parser = ArgumentParser()
+    add_entry_options(parser, "model", {"A": (width,), "B": (width, depth), "C": ()})
+    groups = {g.title: [a.dest for a in g._group_actions] for g in parser._action_groups}
+    assert groups["model options (A, B)"] == ["width"]
+    assert groups["model options (B)"] == ["depth"]
+    assert vars(parser.parse_args(["--width", "3"])) == {"width": 3, "depth": 2}

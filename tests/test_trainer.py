@@ -491,3 +491,26 @@ def test_an_exception_anywhere_in_a_step_resumes_without_repeating_or_losing_a_b
     resumed.train()
     assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
     assert without_time(resumed.metrics) == without_time(reference.metrics)
+
+
+class Counted(ToyTrainer):
+    """Notes whether each batch it scores is a training batch."""
+
+    def batch_stats(self, loss, outputs, targets):
+        self.scored = [*getattr(self, "scored", []), self.model.training]
+        return super().batch_stats(loss, outputs, targets)
+
+
+def test_fast_dev_run_runs_n_batches_of_each_split_and_writes_nothing(tmp_path, caplog):
+    out = tmp_path / "Results"
+    trainer = Counted(options(out, "--fast_dev_run", "2", "--save_every_n_steps", "1"))
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    metrics = trainer.train()
+    # 2 training batches; 2 validation batches for the --monitor check, 2 of val, 2 of test.
+    assert trainer.scored == [False] * 2 + [True] * 2 + [False] * 4
+    assert trainer.global_step == 2
+    assert any(not torch.equal(p, before[name]) for name, p in trainer.model.named_parameters())
+    assert {"train_loss", "val_acc", "test_loss", "test_acc"} <= metrics.keys()
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert "fast_dev_run: nothing written" in caplog.text
+    assert "2 training, 2 validation and 2 test batches" in caplog.text

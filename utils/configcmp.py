@@ -15,6 +15,7 @@ from typing import Any
 from utils.cli import ArgumentParser
 from utils.config import load_config, resolve_config_path
 from utils.errors import UsageError
+from utils.table import aligned
 
 MISSING = "<absent>"
 
@@ -45,12 +46,7 @@ def diff_configs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, A
 
 def format_table(rows: list[tuple[str, Any, Any]], name_a: str, name_b: str) -> str:
     """Three aligned columns: key, value in A, value in B."""
-    table = [("key", name_a, name_b), *((k, str(va), str(vb)) for k, va, vb in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
+    return aligned([("key", name_a, name_b), *((k, str(va), str(vb)) for k, va, vb in rows)])
 
 
 def compare(path_a: str, path_b: str, include_env: bool = False) -> list[tuple[str, Any, Any]]:

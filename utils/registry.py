@@ -1,11 +1,16 @@
-"""Name -> factory lookup for the entry tables (datasets, models, optimizers, schedulers)."""
+"""Name -> entry tables (datasets, models, optimizers, schedulers): lookup, and the options
+each entry declares beside its own code."""
 
-from collections.abc import Mapping
+import argparse
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from utils.errors import UsageError
 
 T = TypeVar("T")
+
+# Adds an entry's own options to an argparse group: ``group.add_argument("--bilinear", ...)``.
+OptionDeclarer = Callable[[argparse._ArgumentGroup], None]
 
 
 def lookup(table: Mapping[str, T], name: str, what: str) -> T:
@@ -19,3 +24,21 @@ def lookup(table: Mapping[str, T], name: str, what: str) -> T:
     except KeyError:
         known = ", ".join(sorted(table))
         raise UsageError(f"unknown {what} '{name}'; known: {known}") from None
+
+
+def add_entry_options(
+    parser: argparse.ArgumentParser,
+    kind: str,
+    declarers: Mapping[str, Iterable[OptionDeclarer]],
+) -> None:
+    """Let each entry (name -> its declarers) add its options to ``parser``, grouped.
+
+    A declarer that several entries share is called once, in a group that names all of them:
+    ``--base_width`` of UNet and UNet++ appears under "model options (UNet, UNetpp)".
+    """
+    users: dict[OptionDeclarer, list[str]] = {}
+    for name, entry_declarers in declarers.items():
+        for declare in entry_declarers:
+            users.setdefault(declare, []).append(name)
+    for declare, names in users.items():
+        declare(parser.add_argument_group(f"{kind} options ({', '.join(names)})"))

@@ -24,6 +24,8 @@ RESUME_FREE_OPTIONS = frozenset(
         "cache_dir",
         "save_every_n_steps",
         "nonfinite",
+        "fast_dev_run",
+        "wandb",
     }
 )
 
