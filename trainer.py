@@ -269,6 +269,16 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     data.add_argument(
         "--flip", type=str2bool, default=False, help="random horizontal flips of training batches"
     )
+    data.add_argument(
+        "--folds",
+        type=non_negative_int,
+        default=0,
+        help="k-fold split: deal the data (Carvana: its cars) into this many folds and test on "
+        "--fold, never used to pick a checkpoint; 0 = the usual train/val/test split",
+    )
+    data.add_argument(
+        "--fold", type=non_negative_int, default=0, help="the fold tested, 0..folds-1"
+    )
     add_model_options(parser)
     add_data_options(parser)
     return parser

@@ -75,7 +75,7 @@ def build_seg_parser() -> argparse.ArgumentParser:
         scheduler="cosine",
         img_scale=0.25,
         base_width=16,
-        flip=True,
+        augment="carvana",
         monitor="val_dice",
         monitor_mode="max",
         log_images_every=1,

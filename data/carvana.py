@@ -22,8 +22,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from data.image_files import open_image
-from data.splits import DataSplits, subsample_indices
+from data.splits import DataSplits, kfold_split, split_indices, subsample_indices
 from utils.atomic import atomic_write
+from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
 from utils.cli import fraction, str2bool
 from utils.errors import UsageError
 
@@ -97,6 +98,29 @@ def split_by_car(
     )
 
 
+def fold_by_car(
+    pairs: list[Pair], folds: int, fold: int, val_ratio: float, seed: int
+) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """Train/val/test with fold ``fold`` of ``folds`` (all views of its cars) as the test.
+
+    Validation never sees the test cars: it takes whole cars of the others when that leaves at
+    least two cars to train on, else a ``val_ratio`` share of the training cars' views (with
+    three cars, "train on two cars, test on the third").
+    """
+    rest, test = kfold_split([p.car for p in pairs], folds, fold, seed)
+    n_val = max(1, round(len(rest) * val_ratio))
+    if len(rest) - n_val >= 2:
+        train_at, val_at = split_indices(list(range(len(rest))), n_val / len(rest), seed)
+        val_cars = {rest[i] for i in val_at}
+        train = [p for p in pairs if p.car in rest and p.car not in val_cars]
+        val = [p for p in pairs if p.car in val_cars]
+    else:
+        kept = [p for p in pairs if p.car in rest]
+        train_at, val_at = split_indices(list(range(len(kept))), val_ratio, seed)
+        train, val = [kept[i] for i in train_at], [kept[i] for i in val_at]
+    return train, val, [p for p in pairs if p.car in test]
+
+
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
@@ -110,9 +134,14 @@ def scale_image(image: Image.Image, scale: float) -> np.ndarray:
     return np.array(image)  # a writable copy, as torch.from_numpy wants
 
 
+def unit_float(image: Tensor) -> Tensor:
+    """A uint8 ``[3, H, W]`` image as the model's input: float in [0, 1]."""
+    return image.float().div_(255)
+
+
 def image_tensor(image: np.ndarray) -> Tensor:
     """An ``HxWx3`` uint8 array as the model's input: float ``[3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
+    return unit_float(torch.from_numpy(image).permute(2, 0, 1))
 
 
 def load_input(path: Path, opt: Namespace) -> Tensor:
@@ -182,12 +211,23 @@ class CarvanaDataset(Dataset):
 
     With a ``cache_dir`` the pairs are decoded (two threads) and cached at construction, so a
     bad file fails before training starts; without one each access decodes the JPEG again.
+    With ``augment``, each sample is augmented on its uint8 arrays by draws seeded from
+    ``seed``, the epoch and its index, so the loader indexes it with ``(epoch, index)``.
     """
 
-    def __init__(self, pairs: list[Pair], scale: float, cache_dir: Path | None) -> None:
+    def __init__(
+        self,
+        pairs: list[Pair],
+        scale: float,
+        cache_dir: Path | None,
+        augment: PairAugment | None = None,
+        seed: int = 0,
+    ) -> None:
         self.pairs = pairs
         self.ids = [p.id for p in pairs]
         self.scale = scale
+        self.augment = augment
+        self.seed = seed
         self.files: list[Path] | None = None
         if cache_dir is not None:
             try:
@@ -209,9 +249,19 @@ class CarvanaDataset(Dataset):
         with np.load(self.files[index]) as cached:
             return cached["image"], cached["mask"]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image, mask = self.arrays(index)
-        return image_tensor(image), torch.from_numpy(mask).unsqueeze(0).float()
+    @property
+    def epoch_keyed(self) -> bool:
+        """Whether samples depend on the epoch (augmented), so keys are ``(epoch, index)``."""
+        return self.augment is not None
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        image, labels = self.arrays(index)
+        image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(labels)[None]
+        if self.augment is not None:
+            with seeded(sample_seed(self.seed, epoch, index)):
+                image, mask = self.augment(image, mask)
+        return unit_float(image), mask.float()
 
     def original_mask(self, index: int) -> Tensor:
         """The mask of sample ``index`` at the data's own resolution, ``[1, H, W]`` uint8 in
@@ -220,9 +270,15 @@ class CarvanaDataset(Dataset):
 
 
 def build_carvana(opt: Namespace) -> DataSplits:
-    """Splits by car id (``val_ratio``, ``test_ratio``), resized by ``img_scale``, cached."""
+    """Splits by car id (``val_ratio``, ``test_ratio``; or k folds of cars with ``folds`` and
+    ``fold``), resized by ``img_scale``, cached; the training split augmented by ``augment``."""
     root = Path(opt.data_dir)
-    train, val, test = split_by_car(find_pairs(root), opt.val_ratio, opt.test_ratio, opt.seed)
+    pairs = find_pairs(root)
+    folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
+    if folds:
+        train, val, test = fold_by_car(pairs, folds, opt.fold, opt.val_ratio, opt.seed)
+    else:
+        train, val, test = split_by_car(pairs, opt.val_ratio, opt.test_ratio, opt.seed)
     train_val_keep = opt.train_val_sample_rate
     train = [train[i] for i in subsample_indices(len(train), train_val_keep, opt.seed)]
     val = [val[i] for i in subsample_indices(len(val), train_val_keep, opt.seed)]
@@ -231,7 +287,7 @@ def build_carvana(opt: Namespace) -> DataSplits:
     if opt.cache:
         cache = Path(opt.cache_dir) if opt.cache_dir else root / ".cache"
         cache = cache / f"scale_{opt.img_scale:g}"
-    train_set = CarvanaDataset(train, opt.img_scale, cache)
+    train_set = CarvanaDataset(train, opt.img_scale, cache, augment_from_options(opt), opt.seed)
     height, width, channels = train_set.arrays(0)[0].shape
     return DataSplits(
         train=train_set,

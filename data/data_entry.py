@@ -23,6 +23,7 @@ from data import carvana, fashion_mnist
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataSplits
+from utils.augment import add_augment_options
 from utils.registry import OptionDeclarer, add_entry_options, lookup
 from utils.seed import seed_worker
 
@@ -41,7 +42,9 @@ DATASETS: dict[str, DatasetEntry] = {
     "FashionMNIST": DatasetEntry(
         fashion_mnist.build_fashion_mnist, fashion_mnist.load_input, (fashion_mnist.add_options,)
     ),
-    "Carvana": DatasetEntry(carvana.build_carvana, carvana.load_input, (carvana.add_options,)),
+    "Carvana": DatasetEntry(
+        carvana.build_carvana, carvana.load_input, (carvana.add_options, add_augment_options)
+    ),
 }
 
 
@@ -76,10 +79,18 @@ def build_loader(
     DataLoader whose own generator seeds its workers, so iterating it never draws from the
     global torch RNG that the model's dropout uses: a resumed run replays the same random
     numbers. For DDP, ``num_replicas`` and ``rank`` shard the order; ``pad`` (training) makes
-    every rank's shard equally long by wrapping around (see :class:`ResumableSampler`).
+    every rank's shard equally long by wrapping around (see :class:`ResumableSampler`). A
+    dataset with ``epoch_keyed = True`` (its samples depend on the epoch) is indexed with
+    ``(epoch, index)`` pairs.
     """
     sampler = ResumableSampler(
-        len(dataset), seed=opt.seed, shuffle=shuffle, num_replicas=num_replicas, rank=rank, pad=pad
+        len(dataset),
+        seed=opt.seed,
+        shuffle=shuffle,
+        num_replicas=num_replicas,
+        rank=rank,
+        pad=pad,
+        keyed=getattr(dataset, "epoch_keyed", False),
     )
     if isinstance(dataset, TensorSplit):
         return MemoryLoader(dataset, opt.batch_size, sampler, device)

@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 
 from data.image_files import open_image
 from data.memory import TensorSplit
-from data.splits import DataSplits, split_indices, subsample_indices
+from data.splits import DataSplits, kfold_split, split_indices, subsample_indices
 from utils.cli import str2bool
 from utils.errors import UsageError
 from utils.rundir import removed_on_failure
@@ -92,7 +92,8 @@ def in_memory_split(source: "FashionMNIST", indices: list[int]) -> TensorSplit:
 
 
 def build_fashion_mnist(opt: Namespace) -> DataSplits:
-    """Train/val from the official train set (split by ``val_ratio``), test = official test set.
+    """Train/val from the official train set (split by ``val_ratio``), test = official test set;
+    with ``folds``, test = fold ``fold`` of the official train set, train/val the other folds.
 
     ``train_val_sample_rate`` / ``test_sample_rate`` keep a seeded share for quick runs. Both
     paths (``opt.in_memory``) hold the same samples in the same order; a config written before
@@ -102,13 +103,20 @@ def build_fashion_mnist(opt: Namespace) -> DataSplits:
     train_pool = load_split(root, train=True)
     test_set = load_split(root, train=False)
     pool = subsample_indices(len(train_pool), opt.train_val_sample_rate, opt.seed)
+    folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
+    if folds:  # the test is a fold of the official train set; its test set stays unseen
+        pool, held = kfold_split(pool, folds, opt.fold, opt.seed)
+        keep = subsample_indices(len(held), opt.test_sample_rate, opt.seed)
+        test_source, test_idx = train_pool, [held[i] for i in keep]
+    else:
+        test_source = test_set
+        test_idx = subsample_indices(len(test_set), opt.test_sample_rate, opt.seed)
     train_idx, val_idx = split_indices(pool, opt.val_ratio, opt.seed)
-    test_idx = subsample_indices(len(test_set), opt.test_sample_rate, opt.seed)
     split = in_memory_split if getattr(opt, "in_memory", True) else Subset
     return DataSplits(
         train=split(train_pool, train_idx),
         val=split(train_pool, val_idx),
-        test=split(test_set, test_idx),
+        test=split(test_source, test_idx),
         input_shape=(1, 28, 28),
         num_classes=len(train_pool.classes),
         class_names=list(train_pool.classes),

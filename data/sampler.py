@@ -21,6 +21,10 @@ class ResumableSampler(Sampler[int]):
     ``ceil(N / W)`` samples and runs the same number of steps, as ``DistributedSampler`` does;
     without it (validation, test) the shards are disjoint and together exactly the N samples.
     With ``num_replicas=1`` the order is the epoch order itself.
+
+    With ``keyed`` it yields ``(epoch, index)`` pairs for a dataset whose samples depend on the
+    epoch (random augmentation seeded per sample and epoch, see ``utils.augment``): DataLoader
+    workers hold their own copy of the dataset, so the epoch must travel with each index.
     """
 
     def __init__(
@@ -31,6 +35,7 @@ class ResumableSampler(Sampler[int]):
         num_replicas: int = 1,
         rank: int = 0,
         pad: bool = False,
+        keyed: bool = False,
     ) -> None:
         if num_replicas < 1:
             raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
@@ -42,6 +47,7 @@ class ResumableSampler(Sampler[int]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.pad = pad
+        self.keyed = keyed
         self.epoch = 0
         self.start = 0
 
@@ -77,8 +83,9 @@ class ResumableSampler(Sampler[int]):
             order = order[self.rank :: world]
         return order[self.start :]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
+        indices = self.indices().tolist()
+        return iter([(self.epoch, i) for i in indices] if self.keyed else indices)
 
     def __len__(self) -> int:
         return max(0, self.shard_size() - self.start)

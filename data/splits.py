@@ -1,10 +1,16 @@
-"""A dataset's splits, plus seeded subsampling and train/val splits that every run agrees on."""
+"""A dataset's splits, plus seeded subsampling, train/val splits and k folds that every run
+agrees on."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import Dataset
+
+from utils.errors import UsageError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,3 +71,27 @@ def split_indices(indices: list[int], val_ratio: float, seed: int) -> tuple[list
     order = torch.randperm(len(indices), generator=generator).tolist()
     shuffled = [indices[i] for i in order]
     return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
+
+
+def check_folds(folds: int, fold: int) -> None:
+    """Refuse a fold that does not exist; ``folds == 0`` means no k-fold split."""
+    if folds == 1:
+        raise UsageError("--folds 1: expected 0 (no k-fold split) or at least 2 folds")
+    if folds and not 0 <= fold < folds:
+        raise UsageError(f"--fold {fold}: expected a fold in 0..{folds - 1} of --folds {folds}")
+
+
+def kfold_split(keys: Sequence[T], folds: int, fold: int, seed: int) -> tuple[list[T], list[T]]:
+    """``(the other folds' keys, fold ``fold``'s keys)`` of ``folds`` disjoint folds.
+
+    The distinct keys (sample indices, or groups such as cars) are shuffled with ``seed`` and
+    dealt round-robin, so folds differ in size by at most one and every key is in exactly one.
+    """
+    check_folds(folds, fold)
+    distinct = sorted(set(keys))
+    if len(distinct) < folds:
+        raise UsageError(f"--folds {folds}: only {len(distinct)} groups to deal into folds")
+    generator = torch.Generator().manual_seed(seed)
+    order = [distinct[i] for i in torch.randperm(len(distinct), generator=generator).tolist()]
+    held = set(order[fold::folds])
+    return [k for k in distinct if k not in held], [k for k in distinct if k in held]

@@ -1,9 +1,20 @@
-"""Tests for utils.augment: batch flips that keep images and masks together."""
+"""Tests for utils.augment: batch flips, and image + mask augmentation seeded per sample."""
+
+import dataclasses
+from argparse import Namespace
 
 import pytest
 import torch
 
-from utils.augment import random_hflip
+from utils.augment import (
+    AUGMENT_PRESETS,
+    PairAugment,
+    augment_from_options,
+    random_hflip,
+    sample_seed,
+    seeded,
+)
+from utils.errors import UsageError
 
 
 def test_flips_the_same_samples_of_every_batch():
@@ -38,3 +49,88 @@ def test_one_dimensional_width_axis_is_the_last():
     batch = torch.tensor([[1.0, 2.0, 3.0]])
     (out,) = random_hflip(batch, p=1.0)
     assert out.tolist() == [[3.0, 2.0, 1.0]]
+
+
+def picture(height: int = 64, width: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uint8 RGB image of two bright blocks on black, and its mask: where the image is bright."""
+    image = torch.zeros(3, height, width, dtype=torch.uint8)
+    image[:, 10:40, 12:50] = 255
+    image[:, 30:56, 60:90] = 200
+    return image, (image[:1] > 127).to(torch.uint8)
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        PairAugment(hflip=1.0),
+        PairAugment(shift=0.2),
+        PairAugment(scale_min=1.3, scale_max=1.3),
+        PairAugment(rotate=30.0),
+        PairAugment(hflip=0.5, shift=0.06, scale_min=0.91, scale_max=1.21, rotate=10.0),
+    ],
+    ids=["flip", "shift", "scale", "rotate", "carvana-geometry"],
+)
+def test_geometric_changes_move_the_mask_with_its_image(augment):
+    image, mask = picture()
+    for seed in range(5):
+        with seeded(seed):
+            out_image, out_mask = augment(image, mask)
+        drawn = (out_image[:1] > 127).to(torch.uint8)  # the mask read off the moved image
+        # Bilinear image, nearest mask: they may differ on the blocks' outlines, nowhere else.
+        assert (drawn != out_mask).float().mean() < 0.02
+        assert out_mask.dtype == torch.uint8 and set(out_mask.unique().tolist()) <= {0, 1}
+    assert not torch.equal(out_mask, mask)  # it did move
+
+
+def test_photometric_changes_leave_the_mask_alone():
+    augment = PairAugment(brightness=0.5, contrast=0.5, saturation=0.3, hue=0.1, grayscale=1.0)
+    image, mask = picture()
+    image[0] = 90  # some colour, so that saturation, hue and grayscale have work to do
+    with seeded(0):
+        out_image, out_mask = augment(image, mask)
+    assert torch.equal(out_mask, mask)
+    assert not torch.equal(out_image, image)
+    assert torch.equal(out_image[0], out_image[1])  # grayscale with probability 1
+
+
+def test_draws_depend_on_the_seed_alone_and_leave_the_global_rng_alone():
+    augment = AUGMENT_PRESETS["carvana"]
+    image, mask = picture()
+    before = torch.get_rng_state()
+    with seeded(sample_seed(42, 3, 7)):
+        first = augment(image, mask)
+    torch.rand(5)  # whatever else happens in between
+    with seeded(sample_seed(42, 3, 7)):
+        again = augment(image, mask)
+    with seeded(sample_seed(42, 4, 7)):
+        next_epoch = augment(image, mask)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], next_epoch[0])
+    torch.set_rng_state(before)
+    with seeded(1):
+        torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_sample_seeds_differ_by_seed_epoch_and_index():
+    seeds = {sample_seed(s, e, i) for s in range(3) for e in range(3) for i in range(50)}
+    assert len(seeds) == 3 * 3 * 50
+    assert all(0 <= seed < 2**63 for seed in seeds)
+
+
+def options(augment: str, **strengths) -> Namespace:
+    names = [f"aug_{field.name}" for field in dataclasses.fields(PairAugment)]
+    return Namespace(augment=augment, **{**dict.fromkeys(names), **strengths})
+
+
+def test_options_take_the_preset_and_replace_the_strengths_given():
+    assert augment_from_options(options("carvana")) == AUGMENT_PRESETS["carvana"]
+    changed = augment_from_options(options("carvana", aug_rotate=3.0, aug_grayscale=0.0))
+    assert changed.rotate == 3.0 and changed.grayscale == 0.0
+    assert changed.brightness == AUGMENT_PRESETS["carvana"].brightness
+    assert augment_from_options(options("none")) is None
+    assert augment_from_options(options("none", aug_hflip=0.5)) == PairAugment(hflip=0.5)
+    with pytest.raises(UsageError, match="unknown augment 'kaggle'; known: carvana, flip, none"):
+        augment_from_options(options("kaggle"))
+    with pytest.raises(UsageError, match=r"--aug_scale_min 1\.3 is above --aug_scale_max 1\.21"):
+        augment_from_options(options("carvana", aug_scale_min=1.3))

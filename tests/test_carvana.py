@@ -15,10 +15,12 @@ from data.carvana import (
     build_carvana,
     decode_pair,
     find_pairs,
+    fold_by_car,
     load_input,
     split_by_car,
 )
 from data.synthetic_carvana import VIEWS, write_synthetic_carvana
+from trainer_seg_on_carvana import build_seg_parser
 from utils.errors import UsageError
 
 
@@ -30,7 +32,10 @@ def small(tmp_path) -> Path:
 
 
 def carvana_opt(root: Path, **overrides) -> Namespace:
+    """The Carvana task's options, unaugmented and unscaled unless ``overrides`` say so."""
     base = dict(
+        vars(build_seg_parser().parse_args([])),
+        augment="none",
         data_dir=str(root),
         seed=0,
         val_ratio=0.2,
@@ -112,6 +117,24 @@ def test_split_keeps_each_car_in_one_split():
     assert split_by_car(pairs, 0.2, 0.3, seed=5) != (train, val, test)
     with pytest.raises(UsageError, match="at least 3 cars"):
         split_by_car([p for p in pairs if p.car in cars[1]], 0.2, 0.3, seed=0)
+
+
+@pytest.mark.parametrize("cars", [3, 10])
+def test_folds_test_every_car_once_and_never_validate_on_it(cars):
+    pairs = find_pairs_of(cars)
+    tested = []
+    for fold in range(3):
+        train, val, test = fold_by_car(pairs, folds=3, fold=fold, val_ratio=0.2, seed=4)
+        train_cars, val_cars, test_cars = ({p.car for p in split} for split in (train, val, test))
+        assert not (test_cars & train_cars or test_cars & val_cars)
+        assert sorted(p.id for p in train + val + test) == sorted(p.id for p in pairs)
+        tested += sorted(test_cars)
+        if cars == 3:  # two cars left: both train, and their views give the validation
+            assert len(train_cars) == 2 and val_cars <= train_cars and 0 < len(val) < 2 * VIEWS
+        else:  # enough cars: validation takes whole ones
+            assert not val_cars & train_cars and len(val_cars) >= 1 and len(train_cars) >= 2
+    assert sorted(tested) == sorted({p.car for p in pairs})  # each car tested exactly once
+    assert fold_by_car(pairs, 3, 1, 0.2, seed=4) == fold_by_car(pairs, 3, 1, 0.2, seed=4)
 
 
 def find_pairs_of(cars: int) -> list:

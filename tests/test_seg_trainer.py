@@ -1,4 +1,7 @@
-"""SegTrainer's hooks in-process: the loss and metrics of UNet++ with deep supervision."""
+"""SegTrainer in-process: the loss and metrics of UNet++ with deep supervision, and an exact
+resume of an augmented run."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +13,15 @@ from utils.metrics import dice_and_iou_per_image
 
 
 @pytest.fixture(scope="module")
-def trainer(tmp_path_factory) -> SegTrainer:
+def cars(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cars")
     write_synthetic_carvana(root, cars=3, size=(32, 24), seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trainer(cars) -> SegTrainer:
+    root = cars
     args = ["--data_dir", str(root), "--output_dir", str(root / "Results")]
     args += ["--model_type", "UNetpp", "--deep_supervision", "True", "--base_width", "4"]
     args += ["--img_scale", "1", "--gpu_devices", "cpu", "--num_workers", "0"]
@@ -45,3 +54,41 @@ def test_training_metrics_score_the_mean_of_the_heads_as_the_model_predicts(
     assert metrics["iou"].item() == pytest.approx(iou.mean().item())
     last_dice, _ = dice_and_iou_per_image(heads[-1], masks)
     assert metrics["dice"].item() != pytest.approx(last_dice.mean().item())
+
+
+class StoppedAt(SegTrainer):
+    """Stops with a Ctrl-C before batch ``stop_after + 1``."""
+
+    stop_after = 5
+
+    def augment(self, inputs, targets):
+        if self.global_step == self.stop_after:
+            raise KeyboardInterrupt
+        return super().augment(inputs, targets)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_augmented_run_resumes_exactly(cars, tmp_path, workers):
+    """The Carvana augmentation draws in the Dataset (in the workers with 2) from generators
+    seeded per sample and epoch: a run stopped in epoch 2 and resumed ends with the weights of
+    a run never stopped."""
+    args = ["--data_dir", str(cars), "--cache_dir", str(tmp_path / "cache"), "--img_scale", "1"]
+    args += ["--base_width", "4", "--epochs", "2", "--gpu_devices", "cpu", "--deterministic"]
+    args += ["True", "--num_workers", str(workers), "--augment", "carvana"]
+
+    def run(trainer_class, out, *extra):
+        options = build_seg_parser().parse_args([*args, "--output_dir", str(out), *extra])
+        return trainer_class(options)
+
+    whole = run(SegTrainer, tmp_path / "whole")
+    whole.train()
+    assert whole.steps_per_epoch == 4  # 16 training views in batches of 4
+    stopped = run(StoppedAt, tmp_path / "stopped")
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    checkpoint = stopped.run_dir / "UNet_interrupt_ckpt.pth"
+    resumed = run(SegTrainer, tmp_path / "stopped", "--resume", str(checkpoint))
+    assert (resumed.epoch, resumed.batch_in_epoch) == (1, 1)
+    resumed.train()
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key

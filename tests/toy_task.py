@@ -24,11 +24,12 @@ from unittest import mock
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from data.splits import DataSplits
 from trainer_vanilla import VanillaTrainer, build_vanilla_parser
 from utils.atomic import atomic_write
+from utils.augment import sample_seed, seeded
 from utils.cli import non_negative_float, run_main, str2bool
 
 BATCHES_PER_EPOCH = 10  # 160 train samples / batch 16
@@ -59,6 +60,28 @@ def fault(kind: str) -> int | None:
     return int(at) if name == kind and os.environ.get("RANK", "0") == rank else None
 
 
+class SeededNoise(Dataset):
+    """Training samples plus noise drawn for each sample and epoch in the Dataset, so in the
+    DataLoader workers, as image augmentation does (``utils.augment.seeded``): every
+    exact-resume test covers draws made there. The same sample gets the same noise in any
+    process, so DDP ranks and one process still see equal data."""
+
+    epoch_keyed = True
+
+    def __init__(self, samples: Dataset, seed: int) -> None:
+        self.samples = samples
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        epoch, index = key
+        x, y = self.samples[index]
+        with seeded(sample_seed(self.seed, epoch, index)):
+            return x + 0.05 * torch.randn_like(x), y
+
+
 class ToyTrainer(VanillaTrainer):
     """Three classes that a linear map of 16 random features separates."""
 
@@ -68,7 +91,7 @@ class ToyTrainer(VanillaTrainer):
         y = (x.flatten(1) @ torch.randn(16, 3, generator=g)).argmax(dim=1)
         full = TensorDataset(x, y)
         return DataSplits(
-            train=Subset(full, range(160)),
+            train=SeededNoise(Subset(full, range(160)), self.opt.seed),
             val=Subset(full, range(160, 200)),
             test=Subset(full, range(200, 240)),
             input_shape=(1, 4, 4),

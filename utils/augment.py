@@ -1,11 +1,31 @@
-"""Batch-level augmentation, drawn from the RNG that checkpoints save.
+"""Augmentation whose random draws a checkpoint can replay.
 
-Random choices made here, in the main process, come from torch's CPU generator: a resumed
-run replays them exactly, with or without DataLoader workers, and CPU and GPU runs draw alike.
+Two places draw them. ``random_hflip`` works on a batch in the main process, from torch's CPU
+generator that checkpoints save. ``PairAugment`` works on one image and its mask in a
+``Dataset`` (so in DataLoader workers too), each sample under its own generator seeded from the
+run's seed, the epoch and the sample's index (:func:`seeded`): whichever process draws them, a
+resumed run draws the same numbers, and the global RNG is left as it was.
 """
 
+import argparse
+import contextlib
+import dataclasses
+import functools
+from argparse import Namespace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import torch
 from torch import Tensor
+
+from utils.cli import non_negative_float, number_type, positive_float, probability, zero_to_one
+from utils.errors import UsageError
+from utils.registry import lookup
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 
 def random_hflip(*batches: Tensor, p: float = 0.5) -> tuple[Tensor, ...]:
@@ -19,3 +39,134 @@ def random_hflip(*batches: Tensor, p: float = 0.5) -> tuple[Tensor, ...]:
         mask = chosen.to(batch.device).view(-1, *[1] * (batch.dim() - 1))
         flipped.append(torch.where(mask, batch.flip(-1), batch))
     return tuple(flipped)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed for the draws of sample ``index`` in ``epoch`` of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside, torch's CPU generator is seeded with ``seed``; outside, its state is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+hue_shift = number_type(float, lambda v: 0 <= v <= 0.5, "a number in [0, 0.5]")
+
+
+def strength(kind: Callable[[str], float], meaning: str, default: float = 0.0) -> Any:
+    """A field of :class:`PairAugment`, with the type and help of its ``--aug_<name>`` flag."""
+    return dataclasses.field(default=default, metadata={"type": kind, "help": meaning})
+
+
+@dataclass(frozen=True)
+class PairAugment:
+    """Random changes to an image and its mask; a strength of 0 switches one off.
+
+    Geometric changes (flip, shift, zoom, rotation) move the image and its mask together, the
+    mask with nearest-neighbour sampling so it stays a mask; photometric ones (brightness,
+    contrast, saturation, hue, grayscale) change the image alone. Built on torchvision's
+    transforms v2, which tell a ``tv_tensors.Mask`` from an image.
+    """
+
+    hflip: float = strength(probability, "probability of a horizontal flip")
+    shift: float = strength(zero_to_one, "largest shift, as a share of the width and height")
+    scale_min: float = strength(positive_float, "smallest zoom factor", 1.0)
+    scale_max: float = strength(positive_float, "largest zoom factor", 1.0)
+    rotate: float = strength(non_negative_float, "largest rotation, degrees either way")
+    brightness: float = strength(non_negative_float, "brightness factor drawn from 1 -/+ this")
+    contrast: float = strength(non_negative_float, "contrast factor drawn from 1 -/+ this")
+    saturation: float = strength(non_negative_float, "saturation factor drawn from 1 -/+ this")
+    hue: float = strength(hue_shift, "largest hue shift, in turns of the colour wheel")
+    grayscale: float = strength(probability, "probability of turning the image gray")
+
+    def transforms(self) -> list["v2.Transform"]:
+        """The torchvision transforms of the strengths that are not zero, geometric first."""
+        from torchvision.transforms import v2  # imported by the datasets that augment only
+
+        chosen: list[v2.Transform] = []
+        if self.hflip:
+            chosen.append(v2.RandomHorizontalFlip(self.hflip))
+        scale = (self.scale_min, self.scale_max)
+        if self.shift or self.rotate or scale != (1.0, 1.0):
+            shift = (self.shift, self.shift)
+            chosen.append(v2.RandomAffine(self.rotate, translate=shift, scale=scale))
+        jitter = (self.brightness, self.contrast, self.saturation, self.hue)
+        if any(jitter):
+            chosen.append(v2.ColorJitter(*jitter))
+        if self.grayscale:
+            chosen.append(v2.RandomGrayscale(self.grayscale))
+        return chosen
+
+    @functools.cached_property
+    def pipeline(self) -> "v2.Compose":
+        from torchvision.transforms import v2
+
+        return v2.Compose(self.transforms())
+
+    def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Augment a ``[C, H, W]`` image and its ``[1, H, W]`` mask (uint8 is fastest)."""
+        from torchvision import tv_tensors
+
+        image, mask = self.pipeline(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        return image.as_subclass(Tensor), mask.as_subclass(Tensor)
+
+
+# Named sets of strengths for --augment. "carvana" is the fixed set of the Carvana Kaggle
+# winners: a flip; shift +-6%, scale 0.91-1.21, rotation +-10 degrees; brightness and contrast
+# +-0.5, saturation +-0.3; grayscale one time in four.
+AUGMENT_PRESETS: dict[str, PairAugment] = {
+    "none": PairAugment(),
+    "flip": PairAugment(hflip=0.5),
+    "carvana": PairAugment(
+        hflip=0.5,
+        shift=0.06,
+        scale_min=0.91,
+        scale_max=1.21,
+        rotate=10.0,
+        brightness=0.5,
+        contrast=0.5,
+        saturation=0.3,
+        grayscale=0.25,
+    ),
+}
+
+
+def add_augment_options(group: argparse._ArgumentGroup) -> None:
+    """``--augment PRESET`` and an ``--aug_<name>`` flag for each strength of
+    :class:`PairAugment`, for a dataset of images and masks that augments with it."""
+    group.add_argument(
+        "--augment",
+        default="none",
+        choices=sorted(AUGMENT_PRESETS),
+        help="image + mask augmentation of the training split; carvana: the Kaggle winners' set",
+    )
+    for field in dataclasses.fields(PairAugment):
+        group.add_argument(
+            f"--aug_{field.name}",
+            type=field.metadata["type"],
+            default=None,
+            help=f"{field.metadata['help']}; default: the --augment preset's",
+        )
+
+
+def augment_from_options(opt: Namespace) -> PairAugment | None:
+    """``--augment``'s preset with each strength given as ``--aug_<name>`` in its place; None
+    when every strength is zero."""
+    # Options a run from before they existed lacks count as not given.
+    chosen = lookup(AUGMENT_PRESETS, getattr(opt, "augment", "none"), "augment")
+    given = {
+        field.name: getattr(opt, f"aug_{field.name}", None)
+        for field in dataclasses.fields(PairAugment)
+    }
+    given = {name: value for name, value in given.items() if value is not None}
+    chosen = dataclasses.replace(chosen, **given)
+    if chosen.scale_min > chosen.scale_max:
+        raise UsageError(
+            f"--aug_scale_min {chosen.scale_min} is above --aug_scale_max {chosen.scale_max}; "
+            "expected a zoom range from the smaller factor to the larger"
+        )
+    return None if chosen == PairAugment() else chosen

@@ -70,6 +70,7 @@ non_negative_float = number_type(float, lambda v: 0 <= v < math.inf, "a finite n
 fraction = number_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")  # sample rates
 open_fraction = number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)")  # split shares
 zero_to_one = number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")  # label smoothing
+probability = number_type(float, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
 
 
 def script_command(script: str, *args: str | Path) -> str:

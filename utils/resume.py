@@ -41,6 +41,8 @@ EPOCH_PLAN_OPTIONS = frozenset(
         "val_ratio",
         "test_ratio",
         "train_val_sample_rate",
+        "folds",
+        "fold",
     }
 )
 
