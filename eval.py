@@ -34,7 +34,14 @@ from data.data_entry import build_datasets, build_loader, input_loader
 from data.image_files import ImageFiles, collate_by_shape, find_images
 from data.splits import DataInfo
 from model.model_entry import build_model
-from utils.amp import AMP_MODES, autocast
+from utils.amp import (
+    AMP_CHOICES,
+    auto_or_bool,
+    autocast,
+    log_precision,
+    resolve_amp,
+    resolve_channels_last,
+)
 from utils.atomic import atomic_write
 from utils.checkpoint import load_checkpoint, load_model_state
 from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, str2bool
@@ -74,9 +81,11 @@ def build_eval_parser(description: str | None = None) -> argparse.ArgumentParser
     )
     parser.add_argument("--batch_size", type=positive_int, default=None, help="default: the run's")
     parser.add_argument("--num_workers", type=non_negative_int, default=None, help="loader procs")
-    parser.add_argument("--amp", choices=AMP_MODES, default=None, help="default: the run's")
     parser.add_argument(
-        "--channels_last", type=str2bool, default=None, help="NHWC batches; default: the run's"
+        "--amp", choices=AMP_CHOICES, default=None, help="default: the run's, auto resolved here"
+    )
+    parser.add_argument(
+        "--channels_last", type=auto_or_bool, default=None, help="NHWC batches; default: the run's"
     )
     return parser
 
@@ -186,7 +195,10 @@ class EvaluatorBase:
         model = build_model(self.cfg, self.data_info.input_shape, self.data_info.num_classes)
         load_model_state(model, weights, f"checkpoint {self.checkpoint_path}")
         model.to(self.device).eval()
-        if self.cfg.channels_last:
+        self.amp = resolve_amp(self.cfg.amp, self.device)
+        self.channels_last = resolve_channels_last(self.cfg.channels_last, model)
+        log_precision(self.amp, self.channels_last, self.cfg.channels_last)
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         return model
 
@@ -233,9 +245,9 @@ class EvaluatorBase:
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Float outputs of a batch on the device, under the run's ``--amp`` and memory format."""
-        if self.cfg.channels_last:
+        if self.channels_last:
             inputs = channels_last(inputs)
-        with autocast(self.device, self.cfg.amp):
+        with autocast(self.device, self.amp[0]):
             return self.model(inputs).float()
 
     @torch.inference_mode()

@@ -46,7 +46,14 @@ from data.data_entry import (
 )
 from data.splits import DataSplits
 from model.model_entry import MODELS, add_model_options, build_model, describe_model
-from utils.amp import AMP_MODES, autocast
+from utils.amp import (
+    AMP_CHOICES,
+    auto_or_bool,
+    autocast,
+    log_precision,
+    resolve_amp,
+    resolve_channels_last,
+)
 from utils.atomic import remove_partial_writes
 from utils.augment import random_hflip
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
@@ -190,11 +197,16 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     speed.add_argument(
         "--amp",
         default="off",
-        choices=AMP_MODES,
-        help="mixed precision autocast; fp16 adds a GradScaler",
+        choices=AMP_CHOICES,
+        help="mixed precision autocast; fp16 adds a GradScaler; auto: bf16 where the device has "
+        "it natively, fp16 on GPUs without bf16, off elsewhere",
     )
     speed.add_argument(
-        "--channels_last", type=str2bool, default=False, help="NHWC memory format for conv models"
+        "--channels_last",
+        type=auto_or_bool,
+        default="auto",
+        help="NHWC memory format for the model and image batches; auto: for models with 2-D "
+        "convolutions",
     )
     speed.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model")
 
@@ -324,6 +336,7 @@ class TrainerBase:
         self.val_loader = self.first_batches(self.build_loader(self.data.val, train=False))
         self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
         self.cycles_per_epoch = math.ceil(self.steps_per_epoch / opt.accum_steps)
+        self.amp = resolve_amp(opt.amp, self.device)  # (off|bf16|fp16, why)
         # net: the model on the device (compiled, if asked); model: what a training step calls,
         # net wrapped in DDP or DataParallel when there are several devices.
         self.net = self.prepare_model(self.build_model())
@@ -331,7 +344,7 @@ class TrainerBase:
         self.criterion = self.build_loss().to(self.device)
         self.optimizer = build_optimizer(self.model, opt)
         self.scheduler = build_scheduler(self.optimizer, opt, self.cycles_per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp[0] == "fp16")
         self.clipper = GradClipper(opt.clip_grad_norm, opt.clip_grad_value)
         self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
         self.stop_signal = GracefulStop()
@@ -830,7 +843,8 @@ class TrainerBase:
     def prepare_model(self, model: nn.Module) -> nn.Module:
         """On the device, in ``--channels_last`` memory format, through ``torch.compile``."""
         model = model.to(self.device)
-        if self.opt.channels_last:
+        self.channels_last = resolve_channels_last(self.opt.channels_last, model)
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return torch.compile(model) if self.opt.compile else model
 
@@ -846,11 +860,11 @@ class TrainerBase:
     def to_device(self, batch: Any) -> tuple[Tensor, Tensor]:
         """``(inputs, targets)`` on the device; image batches in ``--channels_last`` format."""
         inputs, targets = move_to(batch, self.device)
-        return (channels_last(inputs) if self.opt.channels_last else inputs), targets
+        return (channels_last(inputs) if self.channels_last else inputs), targets
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed precision for ``--amp bf16|fp16``; a no-op when off."""
-        return autocast(self.device, self.opt.amp)
+        """Mixed precision as ``--amp`` resolved on this device; a no-op when off."""
+        return autocast(self.device, self.amp[0])
 
     def gradient_sync(self, ends_cycle: bool) -> contextlib.AbstractContextManager:
         """Under DDP, gradients are averaged across ranks only in the batch that ends an
@@ -886,6 +900,7 @@ class TrainerBase:
         if self.dist.enabled:
             devices += f" (rank 0 of {self.dist.world_size} DDP processes)"
         log.info("device %s", devices)
+        log_precision(self.amp, self.channels_last, self.opt.channels_last)
         log.info(
             "data %s: train %d, val %d, test %d samples",
             self.opt.data_type,

@@ -1,9 +1,22 @@
-"""Tests for utils.amp: the autocast context each --amp mode gives."""
+"""Tests for utils.amp: the autocast context each --amp mode gives, and what auto picks."""
+
+import argparse
+import logging
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from utils.amp import AMP_MODES, autocast
+from utils.amp import (
+    AMP_MODES,
+    auto_or_bool,
+    autocast,
+    cpu_has_native_bf16,
+    log_precision,
+    resolve_amp,
+    resolve_channels_last,
+)
 from utils.errors import UsageError
 
 CPU = torch.device("cpu")
@@ -28,3 +41,69 @@ def test_an_unknown_mode_lists_the_known_ones():
     with pytest.raises(UsageError, match="--amp 'fp8'") as err:
         autocast(CPU, "fp8")
     assert all(mode in str(err.value) for mode in AMP_MODES)
+
+
+def cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("needs Linux's /proc/cpuinfo")
+    flags = [line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")]
+    return set(flags[0].split(":", 1)[1].split()) if flags else set()
+
+
+def test_native_bf16_is_what_the_cpu_reports():
+    assert cpu_has_native_bf16() == bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "off")])
+def test_auto_picks_bf16_only_on_a_cpu_that_has_it(monkeypatch, native, expected):
+    """The choice for both kinds of CPU, whichever this machine is: its capabilities probe is
+    swapped for one of the other kind."""
+    capabilities = {"avx512_bf16": native, "amx_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    mode, why = resolve_amp("auto", CPU)
+    assert mode == expected and not why.startswith("slow")
+    assert resolve_amp("bf16", CPU)[1].startswith("slow") == (not native)
+
+
+def test_explicit_modes_stand_and_fp16_on_a_cpu_is_called_slow():
+    assert resolve_amp("off", CPU) == ("off", "as asked")
+    mode, why = resolve_amp("fp16", CPU)
+    assert mode == "fp16" and why.startswith("slow: a CPU has no fast fp16 kernels")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_on_a_gpu_is_bf16_where_it_has_it_else_fp16():
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    assert resolve_amp("auto", torch.device("cuda"))[0] == expected
+
+
+def test_channels_last_auto_is_on_for_models_with_convolutions():
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    assert resolve_channels_last("auto", conv) and not resolve_channels_last("auto", mlp)
+    assert resolve_channels_last(True, mlp) and not resolve_channels_last(False, conv)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("auto", "auto"), ("AUTO", "auto"), ("True", True), ("false", False)]
+)
+def test_auto_or_bool_parses(text, value):
+    assert auto_or_bool(text) == value
+
+
+def test_auto_or_bool_refuses_other_text():
+    with pytest.raises(argparse.ArgumentTypeError, match="expected True or False"):
+        auto_or_bool("sometimes")
+
+
+def test_the_log_says_what_was_chosen_and_warns_when_it_is_slow(caplog):
+    with caplog.at_level(logging.INFO, logger="utils.amp"):
+        log_precision(("off", "no native bf16 on this cpu"), True, "auto")
+        log_precision(("fp16", "slow: a CPU has no fast fp16 kernels"), False, False)
+    first, second = caplog.records
+    assert first.levelno == logging.INFO
+    assert first.getMessage() == (
+        "amp off (no native bf16 on this cpu); channels_last on (auto: the model has convolutions)"
+    )
+    assert second.levelno == logging.WARNING and second.getMessage().startswith("amp fp16 (slow")

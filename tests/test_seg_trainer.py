@@ -9,6 +9,7 @@ import torch
 from data.synthetic_carvana import write_synthetic_carvana
 from loss.dice_loss import BCEDiceLoss
 from trainer_seg_on_carvana import SegTrainer, build_seg_parser
+from utils.amp import cpu_has_native_bf16
 from utils.metrics import dice_and_iou_per_image
 
 
@@ -92,3 +93,12 @@ def test_an_augmented_run_resumes_exactly(cars, tmp_path, workers):
     resumed.train()
     for key, value in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_the_carvana_task_picks_its_precision_and_layout_for_the_device(trainer):
+    assert trainer.amp[0] == ("bf16" if cpu_has_native_bf16() else "off")
+    assert trainer.channels_last  # a conv net: NHWC
+    conv = next(m for m in trainer.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    image = trainer.to_device(next(iter(trainer.val_loader)))[0]
+    assert image.is_contiguous(memory_format=torch.channels_last)

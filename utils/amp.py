@@ -1,13 +1,51 @@
-"""Mixed precision: the one place that turns an ``--amp`` mode into an autocast context."""
+"""Mixed precision and memory format: what ``--amp`` and ``--channels_last`` ask for, and what
+``auto`` picks on the device in use.
+
+``--amp auto`` takes bf16 where it is native (a CUDA GPU that supports it, a CPU with AVX-512
+BF16 or AMX), fp16 on older GPUs, and full precision elsewhere: on a CPU without those
+instructions bf16 is emulated and slower than fp32, and fp16 autocast always is.
+``--channels_last auto`` turns NHWC on for models with 2-D convolutions, which run faster in
+it (tensor cores on GPUs, oneDNN on CPUs), and off for the others.
+"""
 
 import contextlib
+import logging
 
 import torch
+from torch import nn
 
+from utils.cli import str2bool
 from utils.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 AMP_MODES = ("off", *AMP_DTYPES)
+AMP_CHOICES = ("auto", *AMP_MODES)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX)."""
+    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def resolve_amp(mode: str, device: torch.device) -> tuple[str, str]:
+    """``(off|bf16|fp16, why)`` for an ``--amp`` mode on ``device``: ``auto`` picks; the others
+    stand, with a warning in ``why`` where they are known to be slow."""
+    if mode == "auto":
+        if device.type == "cuda":
+            if torch.cuda.is_bf16_supported():
+                return "bf16", "this GPU computes in bf16"
+            return "fp16", "this GPU has no bf16, so fp16 with a loss scaler"
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return "bf16", "this CPU has AVX-512 BF16 or AMX"
+        return "off", f"no native bf16 on this {device.type}: emulated, it is slower than fp32"
+    if mode == "fp16" and device.type == "cpu":
+        return mode, "slow: a CPU has no fast fp16 kernels (use --amp auto or bf16)"
+    if mode == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        return mode, "slow: this CPU has no AVX-512 BF16 or AMX, so bf16 is emulated"
+    return mode, "as asked"
 
 
 def autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManager:
@@ -20,3 +58,28 @@ def autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManag
     if mode not in AMP_DTYPES:
         raise UsageError(f"--amp {mode!r}: expected one of {', '.join(AMP_MODES)}")
     return torch.autocast(device.type, dtype=AMP_DTYPES[mode])
+
+
+def auto_or_bool(text: str) -> str | bool:
+    """An argparse ``type`` for ``auto``, ``True`` or ``False``."""
+    return "auto" if text.strip().lower() == "auto" else str2bool(text)
+
+
+def has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.Conv2d) for module in model.modules())
+
+
+def resolve_channels_last(choice: str | bool, model: nn.Module) -> bool:
+    """``--channels_last``: ``auto`` is on for models with 2-D convolutions."""
+    return has_convolutions(model) if choice == "auto" else bool(choice)
+
+
+def log_precision(amp: tuple[str, str], channels_last: bool, asked: str | bool) -> None:
+    """One line saying what ``--amp`` and ``--channels_last`` came to and why; a warning when
+    the precision asked for is known to be slow on the device."""
+    mode, why = amp
+    level = logging.WARNING if why.startswith("slow") else logging.INFO
+    layout = "on" if channels_last else "off"
+    if asked == "auto":
+        layout += " (auto: the model has convolutions)" if channels_last else " (auto: no conv)"
+    log.log(level, "amp %s (%s); channels_last %s", mode, why, layout)
