@@ -108,3 +108,25 @@ def test_real_signal_checkpoints_and_the_logged_command_resumes_exactly(
     assert all(torch.equal(weights[k], uninterrupted[k]) for k in uninterrupted), (
         output[-3000:] + resumed.stdout[-3000:] + resumed.stderr[-3000:]
     )
+
+
+def test_a_script_that_keeps_its_trainer_exits_with_its_workers(tmp_path):
+    """Loader workers ignore SIGTERM, which is what multiprocessing sends them at exit before
+    it waits for them: a trainer kept alive to the end (a global here) used to hang the exit."""
+    script = tmp_path / "keep_trainer.py"
+    script.write_text(
+        "from tests.toy_task import ToyTrainer, build_toy_parser\n"
+        f"args = ['--output_dir', {str(tmp_path)!r}, *{TOY_ARGS!r}]\n"
+        "trainer = ToyTrainer(build_toy_parser().parse_args([*args, '--num_workers', '2']))\n"
+        "trainer.train()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,  # it takes seconds; a hang raises TimeoutExpired
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "killed by signal" not in result.stderr  # no worker death reported as a failure

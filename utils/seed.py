@@ -3,6 +3,8 @@
 Covers python's ``random``, numpy's global RNG, torch's CPU generator and every CUDA device's.
 """
 
+import atexit
+import multiprocessing
 import os
 import random
 import signal
@@ -43,6 +45,22 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@atexit.register  # after multiprocessing registered its own exit handler, so it runs first
+def kill_workers_at_exit() -> None:
+    """Kill the worker processes still alive when the interpreter exits.
+
+    Loaders that outlive training (a trainer kept in a global, a test's traceback) keep their
+    persistent workers, and multiprocessing's exit handler SIGTERMs them, which they ignore
+    (:func:`seed_worker`), then waits for them forever.
+    """
+    workers = [child for child in multiprocessing.active_children() if child.daemon]
+    if workers and hasattr(signal, "SIGCHLD"):
+        # torch's SIGCHLD handler would report each of these deaths as a worker failure.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for worker in workers:
+        worker.kill()
 
 
 def rng_state() -> dict[str, Any]:
