@@ -22,6 +22,12 @@ from model.unetpp import UNetPP
 from model.vanilla import Vanilla
 from utils.registry import OptionDeclarer, add_entry_options, lookup
 
+
+def block_norm(opt: Namespace) -> str:
+    """``--norm``; runs from before it existed used BatchNorm."""
+    return getattr(opt, "norm", "batch")
+
+
 ModelFactory = Callable[[Namespace, tuple[int, ...], int], nn.Module]
 
 
@@ -38,15 +44,19 @@ MODELS: dict[str, ModelEntry] = {
     "SmallCNN": ModelEntry(lambda opt, shape, classes: SmallCNN(shape[0], classes)),
     "UNet": ModelEntry(
         lambda opt, shape, classes: UNet(
-            shape[0], classes, base_width=opt.base_width, bilinear=opt.bilinear
+            shape[0], classes, opt.base_width, bilinear=opt.bilinear, norm=block_norm(opt)
         ),
-        (blocks.add_width_option, unet.add_options),
+        (blocks.add_block_options, unet.add_options),
     ),
     "UNetpp": ModelEntry(
         lambda opt, shape, classes: UNetPP(
-            shape[0], classes, base_width=opt.base_width, deep_supervision=opt.deep_supervision
+            shape[0],
+            classes,
+            opt.base_width,
+            deep_supervision=opt.deep_supervision,
+            norm=block_norm(opt),
         ),
-        (blocks.add_width_option, unetpp.add_options),
+        (blocks.add_block_options, unetpp.add_options),
     ),
 }
 

@@ -21,7 +21,8 @@ class UNet(nn.Module):
     The encoder has widths ``base_width * 2**i`` for ``i = 0..depth`` with ``depth`` poolings;
     any ``H, W >= 2**depth`` works, odd sizes included. With ``bilinear`` the upsampling has no
     weights, so the bottleneck and each decoder step emit half their level's width: the
-    upsampled map is then as wide as the skip it joins, which keeps the net lighter.
+    upsampled map is then as wide as the skip it joins, which keeps the net lighter. ``norm``
+    names the normalisation after each convolution (``batch`` or ``group``).
     """
 
     def __init__(
@@ -31,20 +32,21 @@ class UNet(nn.Module):
         base_width: int = 64,
         depth: int = 4,
         bilinear: bool = True,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         widths = [base_width * 2**i for i in range(depth + 1)]
         factor = 2 if bilinear else 1
-        self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0])])
-        self.encoder.extend(Down(widths[i - 1], widths[i]) for i in range(1, depth))
-        self.encoder.append(Down(widths[depth - 1], widths[depth] // factor))
+        self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0], norm=norm)])
+        self.encoder.extend(Down(widths[i - 1], widths[i], norm) for i in range(1, depth))
+        self.encoder.append(Down(widths[depth - 1], widths[depth] // factor, norm))
         self.decoder = nn.ModuleList()
         in_ch = widths[depth] // factor
         for i in reversed(range(depth)):
             out_ch = widths[i] // factor if i > 0 else widths[0]
-            self.decoder.append(Up(in_ch, widths[i], out_ch, bilinear))
+            self.decoder.append(Up(in_ch, widths[i], out_ch, bilinear, norm))
             in_ch = out_ch
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
 

@@ -26,7 +26,8 @@ class UNetPP(nn.Module):
     concatenation of ``X[i][0..j-1]`` and the bilinearly upsampled ``X[i+1][j-1]``; ``X[i][0]``
     is the encoder. Without ``deep_supervision`` the output is the 1x1 head on ``X[0][depth]``.
     With it, each of ``X[0][1..depth]`` has its own head: training returns the list of those
-    ``depth`` logits so every one can be supervised, evaluation returns their mean.
+    ``depth`` logits so every one can be supervised, evaluation returns their mean. ``norm``
+    names the normalisation after each convolution (``batch`` or ``group``).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class UNetPP(nn.Module):
         base_width: int = 32,
         depth: int = 4,
         deep_supervision: bool = False,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -43,13 +45,13 @@ class UNetPP(nn.Module):
         self.depth = depth
         self.deep_supervision = deep_supervision
         widths = [base_width * 2**i for i in range(depth + 1)]
-        self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0])])
-        self.encoder.extend(Down(widths[i - 1], widths[i]) for i in range(1, depth + 1))
+        self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0], norm=norm)])
+        self.encoder.extend(Down(widths[i - 1], widths[i], norm) for i in range(1, depth + 1))
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         # nested[i][j - 1] is node X[i][j]: j earlier nodes of its level plus one from below.
         self.nested = nn.ModuleList(
             nn.ModuleList(
-                DoubleConv(j * widths[i] + widths[i + 1], widths[i])
+                DoubleConv(j * widths[i] + widths[i + 1], widths[i], norm=norm)
                 for j in range(1, depth - i + 1)
             )
             for i in range(depth)

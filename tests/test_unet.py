@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from model.blocks import DoubleConv, match_size
 from model.unet import UNet
 from model.unetpp import UNetPP
+from utils.errors import UsageError
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -149,3 +150,23 @@ def test_eval_output_is_deterministic(name: str):
     x = torch.randn(1, 1, 13, 11)
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("name", ["unet_bilinear", "unet_transposed", "unetpp"])
+def test_group_norm_behaves_the_same_in_training_and_evaluation(name):
+    """No running statistics to settle: what validation sees after a few steps is what
+    training saw (BatchNorm's eval output differs, and after few steps badly)."""
+    torch.manual_seed(0)
+    model = VARIANTS[name](in_channels=1, base_width=8, depth=2, norm="group")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(m.num_groups == 8 for m in model.modules() if isinstance(m, nn.GroupNorm))
+    x = torch.randn(2, 1, 16, 12)
+    with torch.no_grad():
+        assert torch.allclose(model.train()(x), model.eval()(x), atol=1e-6)
+        batch_norm = VARIANTS[name](in_channels=1, base_width=8, depth=2)
+        assert not torch.allclose(batch_norm.train()(x), batch_norm.eval()(x), atol=1e-3)
+
+
+def test_an_unknown_norm_lists_the_known_ones():
+    with pytest.raises(UsageError, match="unknown norm 'layer'; known: batch, group"):
+        DoubleConv(1, 4, norm="layer")
