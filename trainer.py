@@ -131,6 +131,15 @@ def scalar_tag(metric: str) -> str:
     return metric.replace("_", "/", 1)
 
 
+def restart_epoch_averages(model: nn.Module) -> None:
+    """Empty the running statistics of the BatchNorm layers built with ``momentum=None`` (a
+    plain average of the batches seen), so that at the epoch's end they are its mean."""
+    batch_norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    for module in model.modules():
+        if isinstance(module, batch_norms) and module.momentum is None:
+            module.reset_running_stats()
+
+
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The options every task shares, then those each model and dataset declares beside its
     code; a task script changes defaults with ``set_defaults``."""
@@ -591,6 +600,8 @@ class TrainerBase:
         signal or a non-finite loss arrived on any of them, and at the end of the epoch.
         """
         self.model.train()
+        if self.batch_in_epoch == 0:  # a resumed epoch goes on with the averages it had
+            restart_epoch_averages(self.net)
         self.train_loader.sampler.set_epoch(
             self.epoch, start=self.batch_in_epoch * self.opt.batch_size
         )

@@ -76,7 +76,6 @@ def build_seg_parser() -> argparse.ArgumentParser:
         img_scale=0.25,
         base_width=16,
         augment="carvana",
-        norm="group",
         amp="auto",
         monitor="val_dice",
         monitor_mode="max",

@@ -102,3 +102,26 @@ def test_the_carvana_task_picks_its_precision_and_layout_for_the_device(trainer)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     image = trainer.to_device(next(iter(trainer.val_loader)))[0]
     assert image.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_batch_norm_evaluates_with_the_mean_statistics_of_the_last_epoch(cars, tmp_path):
+    """--norm batch: after each epoch the running mean of a BatchNorm is the mean of that
+    epoch's batch means (not an exponential average still weighted toward its start at 0,
+    nor an average that goes back to earlier epochs)."""
+    args = ["--data_dir", str(cars), "--cache_dir", str(tmp_path / "cache"), "--img_scale", "1"]
+    args += ["--base_width", "4", "--epochs", "2", "--gpu_devices", "cpu", "--num_workers", "0"]
+    args += ["--output_dir", str(tmp_path), "--norm", "batch"]
+    trainer = SegTrainer(build_seg_parser().parse_args(args))
+    norm = next(m for m in trainer.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    batch_means: list[torch.Tensor] = []
+
+    def record(module, inputs, output):
+        if module.training:
+            batch_means.append(inputs[0].detach().mean(dim=(0, 2, 3)))
+
+    norm.register_forward_hook(record)
+    trainer.train()
+    assert len(batch_means) == 2 * trainer.steps_per_epoch
+    last_epoch = torch.stack(batch_means[trainer.steps_per_epoch :]).mean(dim=0)
+    assert torch.allclose(norm.running_mean, last_epoch, atol=1e-5)
+    assert not torch.allclose(torch.stack(batch_means).mean(dim=0), last_epoch, atol=1e-3)
