@@ -340,7 +340,7 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     trainer = ToyTrainer(
         options(tmp_path, "--epochs", "10", "--patience", "1", "--min_delta", "10")
     )
-    trainer.train()
+    metrics = trainer.train()
     last = trainer.run_dir / "Vanilla_last_ckpt.pth"
     written = last.stat().st_mtime_ns
     resumed = ToyTrainer(
@@ -356,7 +356,7 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
             str(last),
         )
     )
-    resumed.train()
+    assert resumed.train() == metrics  # the last epoch's figures, from the checkpoint
     assert resumed.epoch == 2
     assert last.stat().st_mtime_ns == written
 
