@@ -105,8 +105,16 @@ def test_real_signal_checkpoints_and_the_logged_command_resumes_exactly(
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     weights = final_weights(tmp_path)
-    assert all(torch.equal(weights[k], uninterrupted[k]) for k in uninterrupted), (
-        output[-3000:] + resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    differ = {
+        k: (weights[k] - uninterrupted[k]).abs().max().item()
+        for k in uninterrupted
+        if not torch.equal(weights[k], uninterrupted[k])
+    }
+    assert not differ, (
+        f"largest differences: {differ}\n"
+        + output[-3000:]
+        + resumed.stdout[-3000:]
+        + resumed.stderr[-3000:]
     )
 
 
