@@ -93,6 +93,29 @@ def test_photometric_changes_leave_the_mask_alone():
     assert torch.equal(out_image[0], out_image[1])  # grayscale with probability 1
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_recolouring_changes_the_moved_object_alone(dtype):
+    image, mask = picture()
+    image = image if dtype == torch.uint8 else image / 255
+    moved, recoloured = PairAugment(hflip=1.0), PairAugment(hflip=1.0, recolor=1.0)
+    for seed in range(3):
+        with seeded(seed):
+            plain, plain_mask = moved(image, mask)
+        with seeded(seed):
+            out, out_mask = recoloured(image, mask)
+        assert out.dtype == dtype and torch.equal(out_mask, plain_mask)
+        inside = out_mask.bool().expand_as(out)
+        assert torch.equal(out[~inside], plain[~inside])  # the background stays as it was
+        assert (out[inside] != plain[inside]).float().mean() > 0.5  # the object does not
+        # One colour blended into the whole object: each of its two shades becomes one colour,
+        # and they stay apart (its shading is kept).
+        values = plain[0][out_mask[0].bool()].unique()  # the two blocks' grey levels
+        shades = [out[:, plain[0] == value].unique(dim=1) for value in values]
+        assert [shade.shape[1] for shade in shades] == [1, 1]
+        assert not torch.equal(shades[0], shades[1])
+    assert torch.equal(PairAugment(hflip=1.0, recolor=0.0)(image, mask)[0], plain)
+
+
 def test_draws_depend_on_the_seed_alone_and_leave_the_global_rng_alone():
     augment = AUGMENT_PRESETS["carvana"]
     image, mask = picture()
