@@ -44,7 +44,12 @@ MODELS: dict[str, ModelEntry] = {
     "SmallCNN": ModelEntry(lambda opt, shape, classes: SmallCNN(shape[0], classes)),
     "UNet": ModelEntry(
         lambda opt, shape, classes: UNet(
-            shape[0], classes, opt.base_width, bilinear=opt.bilinear, norm=block_norm(opt)
+            shape[0],
+            classes,
+            opt.base_width,
+            depth=opt.depth,
+            bilinear=opt.bilinear,
+            norm=block_norm(opt),
         ),
         (blocks.add_block_options, unet.add_options),
     ),

@@ -5,13 +5,19 @@ import argparse
 from torch import Tensor, nn
 
 from model.blocks import DoubleConv, Down, Up
-from utils.cli import str2bool
+from utils.cli import positive_int, str2bool
 
 
 def add_options(group: argparse._ArgumentGroup) -> None:
-    """UNet's own option; ``--base_width`` it shares with UNet++ (``model/blocks.py``)."""
+    """UNet's own options; ``--base_width`` it shares with UNet++ (``model/blocks.py``)."""
     group.add_argument(
         "--bilinear", type=str2bool, default=True, help="UNet: bilinear upsampling, else ConvT"
+    )
+    group.add_argument(
+        "--depth",
+        type=positive_int,
+        default=4,
+        help="UNet: poolings; each one more doubles the context a pixel's prediction sees",
     )
 
 

@@ -58,3 +58,14 @@ def test_a_new_model_brings_its_own_option_without_the_trainer_knowing_it(
     assert trainer.net[1].out_features == 7
     config = json.loads((trainer.run_dir / "config.json").read_text())
     assert config["options"]["tiny_hidden"] == 7
+
+
+@pytest.mark.parametrize("depth", [2, 5])
+def test_unet_depth_option_sets_the_number_of_poolings(depth):
+    """``--depth`` reaches UNet: one encoder level per pooling, the input size kept."""
+    from trainer_seg_on_carvana import build_seg_parser
+
+    opt = build_seg_parser().parse_args(["--base_width", "4", "--depth", str(depth)])
+    model = build_model(opt, (3, 64, 96), 1)
+    assert len(model.encoder) == depth + 1  # the first DoubleConv, then one Down per pooling
+    assert model(torch.zeros(1, 3, 64, 96)).shape == (1, 1, 64, 96)
