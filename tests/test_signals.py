@@ -51,6 +51,9 @@ def test_run_main_exits_with_128_plus_the_signal(signum):
     assert info.value.code == 128 + signum
 
 
+ROUNDING = 1e-5  # between a new process's rounding (1.2e-7) and a wrong resume's (3e-3)
+
+
 def final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
     (checkpoint,) = output_dir.glob("*/Vanilla_last_ckpt.pth")
     return torch.load(checkpoint, weights_only=True)["model"]
@@ -110,7 +113,12 @@ def test_real_signal_checkpoints_and_the_logged_command_resumes_exactly(
         for k in uninterrupted
         if not torch.equal(weights[k], uninterrupted[k])
     }
-    assert not differ, (
+    # Two processes, not one: the state this stop saves is bit for bit the uninterrupted run's
+    # at the same step, but in rare runs (1 in 66 measured) the new process's CPU kernels round
+    # differently, up to 1.2e-7 here. A wrong resume moves the weights 25,000 times further: a
+    # batch skipped 3.2e-3, repeated 3.6e-3, torch's RNG not restored 3.2e-3. Same-process
+    # resumes are compared bit for bit in test_trainer.py.
+    assert max(differ.values(), default=0.0) < ROUNDING, (
         f"largest differences: {differ}\n"
         + output[-3000:]
         + resumed.stdout[-3000:]
