@@ -505,17 +505,23 @@ class TrainerBase:
                 while self.epoch < self.opt.epochs and not self.stopper.should_stop:
                     self.train_epoch_and_validate()
                     self.check_stop(now=True)
-            together = True
-            self.write_status(STOPPED_EARLY if self.stopper.should_stop else FINISHED)
+                # Still inside: a signal now only sets a flag, so a run that trained to its end
+                # is recorded as finished, never as interrupted halfway through saying so.
+                self.write_status(STOPPED_EARLY if self.stopper.should_stop else FINISHED)
+                together = True
         except BaseException as exc:
-            together = isinstance(exc, StopRequested) or getattr(exc, "every_rank", False)
-            self.save_interrupt_checkpoint(exc)
-            self.write_status(*ending(exc))
+            if not together:  # training did not reach its end: record where it stopped
+                together = isinstance(exc, StopRequested) or getattr(exc, "every_rank", False)
+                self.save_interrupt_checkpoint(exc)
+                self.write_status(*ending(exc))
             raise
         finally:
             if self.writer is not None:
                 self.writer.close()
             self.leave_process_group(together)
+        if self.stop_signal.signum is not None:
+            name = signal.Signals(self.stop_signal.signum).name
+            log.info("%s arrived as training ended; nothing was left to stop", name)
         if self.stopper.should_stop:
             log.info(
                 "early stop: %s has not improved for %d epochs",

@@ -1,5 +1,7 @@
 """Graceful stops: the handler in-process, then real signals sent to a training subprocess."""
 
+import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -10,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import read_until, run_script, start_script
-from toy_task import TOY_ARGS
+from toy_task import TOY_ARGS, ToyTrainer, build_toy_parser
 
 from utils.cli import run_main
 from utils.signals import GracefulStop, StopRequested
+from utils.status import FINISHED, read_status
 
 
 def test_signal_sets_a_flag_that_check_raises():
@@ -146,3 +149,22 @@ def test_a_script_that_keeps_its_trainer_exits_with_its_workers(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "killed by signal" not in result.stderr  # no worker death reported as a failure
+
+
+def test_a_signal_as_the_finished_state_is_written_leaves_the_run_finished(tmp_path, caplog):
+    """Ctrl-C while the run records that it trained to its end: it stays finished, with no
+    interrupt checkpoint, and the log says the signal had nothing left to stop."""
+
+    class SignalledAtTheEnd(ToyTrainer):
+        def write_status(self, state: str, error: str | None = None) -> None:
+            super().write_status(state, error)
+            if state == FINISHED:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    args = [*TOY_ARGS, "--epochs", "1", "--output_dir", str(tmp_path)]
+    trainer = SignalledAtTheEnd(build_toy_parser().parse_args(args))
+    with caplog.at_level(logging.INFO), contextlib.suppress(KeyboardInterrupt):
+        trainer.train()  # before, the signal raised here and the run was marked interrupted
+    assert read_status(trainer.run_dir)["state"] == FINISHED
+    assert not list(trainer.run_dir.glob("*_interrupt_ckpt.pth"))
+    assert "SIGINT arrived as training ended; nothing was left to stop" in caplog.text
