@@ -10,6 +10,7 @@ from torch import nn
 
 from utils.amp import (
     AMP_MODES,
+    CPU_BF16_ENV,
     auto_or_bool,
     autocast,
     cpu_has_native_bf16,
@@ -51,19 +52,65 @@ def cpu_flags() -> set[str]:
     return set(flags[0].split(":", 1)[1].split()) if flags else set()
 
 
-def test_native_bf16_is_what_the_cpu_reports():
+def test_native_bf16_is_what_the_cpu_reports(monkeypatch):
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
     assert cpu_has_native_bf16() == bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "off")])
-def test_auto_picks_bf16_only_on_a_cpu_that_has_it(monkeypatch, native, expected):
-    """The choice for both kinds of CPU, whichever this machine is: its capabilities probe is
-    swapped for one of the other kind."""
-    capabilities = {"avx512_bf16": native, "amx_bf16": False}
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+@pytest.mark.parametrize(
+    ("capabilities", "expected"),
+    [
+        ({"avx512_bf16": True, "amx_bf16": False}, "bf16"),
+        ({"avx512_bf16": False, "amx_bf16": True}, "bf16"),
+        ({"avx512_bf16": False, "amx_bf16": False}, "off"),
+    ],
+    ids=["avx512-bf16", "amx", "neither"],
+)
+def test_auto_picks_bf16_only_on_a_cpu_that_has_it(monkeypatch, capabilities, expected):
+    """The choice for each kind of CPU, whichever this machine is: its capabilities probe is
+    swapped for one of that kind."""
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
     mode, why = resolve_amp("auto", CPU)
+    assert mode == expected and not why.startswith("slow") and "$" not in why
+    assert resolve_amp("bf16", CPU)[1].startswith("slow") == (expected == "off")
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx"), [(True, False), (False, True), (False, False)])
+def test_a_torch_without_get_capabilities_is_probed_another_way(monkeypatch, avx512_bf16, amx):
+    """torch 2.6, the oldest that requirements.txt admits, has only private probes."""
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert cpu_has_native_bf16() == (avx512_bf16 or amx)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", "bf16"), ("0", "off")])
+def test_the_environment_stands_in_for_the_cpu(monkeypatch, value, expected):
+    """$TEMPLATE_CPU_BF16 overrides the probe both ways, and the reason logged says so."""
+    other = {"avx512_bf16": expected == "off", "amx_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: other, raising=False)
+    monkeypatch.setenv(CPU_BF16_ENV, value)
+    assert cpu_has_native_bf16() == (expected == "bf16")
+    mode, why = resolve_amp("auto", CPU)
+    assert mode == expected and why.endswith(f"(as ${CPU_BF16_ENV} says)") == (value == "1")
+    assert f"${CPU_BF16_ENV}" in why
+
+
+def test_a_wrong_value_in_the_environment_is_one_line(monkeypatch):
+    monkeypatch.setenv(CPU_BF16_ENV, "yes please")
+    with pytest.raises(UsageError, match=rf"\${CPU_BF16_ENV}='yes please': expected 1 .* or 0"):
+        cpu_has_native_bf16()
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16"), (False, "fp16")])
+def test_auto_on_each_kind_of_gpu(monkeypatch, bf16, expected):
+    """bf16 on a GPU that has it (Ampere and later), fp16 with a scaler on older ones; the
+    GPU's answer is stood in for, so this holds with or without a GPU."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    mode, why = resolve_amp("auto", torch.device("cuda"))
     assert mode == expected and not why.startswith("slow")
-    assert resolve_amp("bf16", CPU)[1].startswith("slow") == (not native)
 
 
 def test_explicit_modes_stand_and_fp16_on_a_cpu_is_called_slow():

@@ -6,10 +6,14 @@ BF16 or AMX), fp16 on older GPUs, and full precision elsewhere: on a CPU without
 instructions bf16 is emulated and slower than fp32, and fp16 autocast always is.
 ``--channels_last auto`` turns NHWC on for models with 2-D convolutions, which run faster in
 it (tensor cores on GPUs, oneDNN on CPUs), and off for the others.
+
+``TEMPLATE_CPU_BF16=1`` (or ``0``) in the environment stands in for what the CPU reports, so
+the bf16 path can be run, and tested, on any CPU.
 """
 
 import contextlib
 import logging
+import os
 
 import torch
 from torch import nn
@@ -22,12 +26,26 @@ log = logging.getLogger(__name__)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 AMP_MODES = ("off", *AMP_DTYPES)
 AMP_CHOICES = ("auto", *AMP_MODES)
+CPU_BF16_ENV = "TEMPLATE_CPU_BF16"
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX)."""
-    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX), unless
+    ``$TEMPLATE_CPU_BF16`` says (1 or 0)."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise UsageError(f"${CPU_BF16_ENV}={forced!r}: expected 1 (bf16 units) or 0 (none)")
+    if not hasattr(torch.cpu, "get_capabilities"):  # older torch (2.6) has only private probes
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    capabilities = torch.cpu.get_capabilities()
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def cpu_bf16_told() -> str:
+    """`` (as $TEMPLATE_CPU_BF16 says)`` when the environment stands in for the CPU, else ''."""
+    return f" (as ${CPU_BF16_ENV} says)" if os.environ.get(CPU_BF16_ENV, "").strip() else ""
 
 
 def resolve_amp(mode: str, device: torch.device) -> tuple[str, str]:
@@ -39,12 +57,19 @@ def resolve_amp(mode: str, device: torch.device) -> tuple[str, str]:
                 return "bf16", "this GPU computes in bf16"
             return "fp16", "this GPU has no bf16, so fp16 with a loss scaler"
         if device.type == "cpu" and cpu_has_native_bf16():
-            return "bf16", "this CPU has AVX-512 BF16 or AMX"
-        return "off", f"no native bf16 on this {device.type}: emulated, it is slower than fp32"
+            return "bf16", "this CPU has AVX-512 BF16 or AMX" + cpu_bf16_told()
+        told = cpu_bf16_told() if device.type == "cpu" else ""
+        return (
+            "off",
+            f"no native bf16 on this {device.type}{told}: emulated, it is slower than fp32",
+        )
     if mode == "fp16" and device.type == "cpu":
         return mode, "slow: a CPU has no fast fp16 kernels (use --amp auto or bf16)"
     if mode == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        return mode, "slow: this CPU has no AVX-512 BF16 or AMX, so bf16 is emulated"
+        return (
+            mode,
+            f"slow: this CPU has no AVX-512 BF16 or AMX{cpu_bf16_told()}, so bf16 is emulated",
+        )
     return mode, "as asked"
 
 
