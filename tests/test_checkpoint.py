@@ -198,9 +198,11 @@ def test_unwrap_plain_model_is_identity():
 
 def test_unwrap_and_load_through_data_parallel():
     inner = _model()
-    wrapped = nn.DataParallel(inner)  # works without a GPU: it just holds the module
+    # Holds on any machine: without a GPU DataParallel just holds the module; with exactly one
+    # visible it moves the module there, so the loaded weights are compared on the CPU.
+    wrapped = nn.DataParallel(inner)
     assert unwrap_model(wrapped) is inner
     source = _model()
     load_model_state(wrapped, source.state_dict(), "ckpt.pth")
     for key, tensor in source.state_dict().items():
-        assert torch.equal(inner.state_dict()[key], tensor)
+        assert torch.equal(inner.state_dict()[key].cpu(), tensor)

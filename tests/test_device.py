@@ -14,8 +14,6 @@ from utils.device import (
 )
 from utils.errors import UsageError
 
-HAS_GPU = torch.cuda.device_count() > 0
-
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
@@ -54,17 +52,45 @@ def test_select_cpu():
     assert select_device("cpu") == (torch.device("cpu"), [])
 
 
-@pytest.mark.skipif(HAS_GPU, reason="needs a machine without CUDA GPUs")
-def test_select_auto_without_gpu_is_cpu():
+@pytest.fixture
+def gpus(monkeypatch):
+    """Stand in for a machine with the GPUs whose free memory (GiB) the test passes, so the
+    device choice is tested the same on a machine with or without GPUs."""
+
+    def machine(*free_gib: int) -> None:
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(free_gib))
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free_gib[i] << 30, 80 << 30))
+
+    return machine
+
+
+def test_select_auto_without_gpu_is_cpu(gpus):
+    gpus()
     assert select_device("auto") == (torch.device("cpu"), [])
 
 
-@pytest.mark.skipif(HAS_GPU, reason="needs a machine without CUDA GPUs")
+def test_select_auto_takes_the_gpu_with_the_most_free_memory(gpus):
+    gpus(3, 41, 7)
+    assert select_device("auto") == (torch.device("cuda", 1), [1])
+
+
+def test_listed_gpus_are_taken_the_first_as_the_main_device(gpus):
+    gpus(3, 41, 7)
+    assert select_device("2,0") == (torch.device("cuda", 2), [2, 0])
+
+
 @pytest.mark.parametrize("spec", ["0", "0,1", "1"])
-def test_select_gpu_without_gpu_is_usage_error(spec):
+def test_select_gpu_without_gpu_is_usage_error(gpus, spec):
+    gpus()
     with pytest.raises(UsageError, match=r"GPU \d does not exist") as info:
         select_device(spec)
     assert "no CUDA GPU" in str(info.value)
+
+
+def test_a_gpu_beyond_those_there_names_them(gpus):
+    gpus(10, 10)
+    with pytest.raises(UsageError, match=r"GPU 2 does not exist \(this machine has GPUs 0-1\)"):
+        select_device("0,2")
 
 
 def test_select_bad_spec_is_usage_error():

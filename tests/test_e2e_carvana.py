@@ -60,6 +60,9 @@ def synthetic(tmp_path_factory) -> Path:
 
 
 def test_unet_trains_and_evaluates_on_synthetic_cars(synthetic, tmp_path):
+    """In whatever precision --amp auto picks here. Flips alone: in these 60 steps the Kaggle
+    set (tested in test_seg_trainer.py) leaves test Dice near 0.6 in fp32 and in bf16 alike,
+    where flips reach about 0.85 in both."""
     run = train(
         synthetic,
         tmp_path / "Results",
@@ -71,6 +74,8 @@ def test_unet_trains_and_evaluates_on_synthetic_cars(synthetic, tmp_path):
         "8",
         "--lr",
         "3e-3",
+        "--augment",
+        "flip",
         "--cache_dir",
         tmp_path / "cache",
     )
@@ -83,7 +88,7 @@ def test_unet_trains_and_evaluates_on_synthetic_cars(synthetic, tmp_path):
     viz = tmp_path / "viz"
     metrics = evaluate_with_pictures(run / "UNet_best_ckpt.pth", viz, "--viz_freq", "2")
     assert metrics["images"] == VIEWS  # one of six cars is the test split
-    assert metrics["dice"] > 0.6 and 0 < metrics["iou"] <= metrics["dice"]
+    assert metrics["dice"] > 0.7 and 0 < metrics["iou"] <= metrics["dice"]
     pictured = sorted(metrics["per_image_dice"])[::2]
     for name in pictured:
         for kind in ("image", "mask", "pred", "panel"):

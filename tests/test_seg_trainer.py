@@ -111,6 +111,7 @@ def test_batch_norm_evaluates_with_the_mean_statistics_of_the_last_epoch(cars, t
     args = ["--data_dir", str(cars), "--cache_dir", str(tmp_path / "cache"), "--img_scale", "1"]
     args += ["--base_width", "4", "--epochs", "2", "--gpu_devices", "cpu", "--num_workers", "0"]
     args += ["--output_dir", str(tmp_path), "--norm", "batch"]
+    args += ["--amp", "off"]  # fp32 throughout: the batch means are compared with fp32 sums
     trainer = SegTrainer(build_seg_parser().parse_args(args))
     norm = next(m for m in trainer.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
     batch_means: list[torch.Tensor] = []
