@@ -43,7 +43,8 @@ def random_hflip(*batches: Tensor, p: float = 0.5) -> tuple[Tensor, ...]:
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A seed for the draws of sample ``index`` in ``epoch`` of a run seeded with ``seed``."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)
+    return int(state[0]) >> 1  # a Python int: numpy 1.x cannot shift a uint64 by an int64
 
 
 @contextlib.contextmanager
