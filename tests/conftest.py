@@ -6,11 +6,27 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from data.fashion_mnist import FILES
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ENV = "TEMPLATE_DATA_DIR"
+
+
+def share_the_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores, for its own torch ops and,
+    through ``OMP_NUM_THREADS``, for the scripts it starts: N workers that each spin a thread
+    per core make every op wait for a core (a step several times slower), and tests time out.
+    A thread count the user set in the environment is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // workers)))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+share_the_cores()
 
 
 def real_data_dir() -> Path:
