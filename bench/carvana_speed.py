@@ -1,13 +1,16 @@
-"""Carvana training speed: the task's defaults before and now, side by side, and the data path.
+"""Carvana training speed: the data path on the device against the per-sample one, and both
+against what the model alone can do.
 
-Both train the same width-16 UNet at ``--img_scale 0.25`` (480x320) with batch 4 on the same
-pairs (fold 0 of 3: the views of two cars), through the trainer's own epoch, alternating
-epoch by epoch in one process so that both see the same machine. "before" is what the task
-did by default before: fp32, NCHW, BatchNorm, a random flip of each batch. "now" is its
-defaults today: ``--amp auto``, ``--channels_last auto``, ``--norm group`` and ``--augment
-carvana`` (per-sample augmentation in the Dataset). Prints the median epoch time and images/s
-of each and their ratio, and images/s of the loader alone, with and without the augmentation,
-for 0 and 2 workers::
+All parts use the task's defaults (UNet width 16 at ``--img_scale 0.25`` = 480x320, batch 4,
+``--augment carvana``) on fold 0 of 3 (the views of two cars), in one process:
+
+1. the training loader alone, images/s: the per-sample DataLoader (``--in_memory False``:
+   decode cache, torchvision transforms per pair, collate) with 0 and ``--num_workers``
+   workers, against the pairs held as tensors on the device and augmented a batch at a time
+   (``--in_memory True``, the default), a pass of each in turn, ``2 * --epochs`` times;
+2. a training epoch of the trainer with each path, alternating epoch by epoch;
+3. the model alone: forward, backward and optimizer step on one batch already on the device,
+   over and over; an epoch limited by the model reaches its images/s.
 
     python -m bench.carvana_speed --data_dir ../shared/data/carvana --epochs 3
 """
@@ -20,12 +23,8 @@ from pathlib import Path
 import torch
 
 from trainer_seg_on_carvana import SegTrainer, build_seg_parser
+from utils.amp import synchronize
 from utils.cli import ArgumentParser, non_negative_int, positive_int, run_main
-
-BEFORE = (
-    *("--amp", "off", "--channels_last", "False", "--norm", "batch"),
-    *("--augment", "none", "--flip", "True"),
-)
 
 
 def seg_trainer(args: list[str], out: Path, *extra: str) -> SegTrainer:
@@ -33,23 +32,48 @@ def seg_trainer(args: list[str], out: Path, *extra: str) -> SegTrainer:
     return SegTrainer(options)
 
 
+def median_rate(images: int, seconds: list[float]) -> float:
+    return images / statistics.median(seconds)
+
+
+def loader_seconds(trainer: SegTrainer, epoch: int) -> float:
+    """Seconds of one pass of the training loader alone; the pass waits for the device, where
+    the in-memory path augments."""
+    trainer.train_loader.sampler.set_epoch(epoch)
+    start = time.perf_counter()
+    for _ in trainer.train_loader:
+        pass
+    synchronize(trainer.device)
+    return time.perf_counter() - start
+
+
 def epoch_seconds(trainer: SegTrainer, epoch: int) -> float:
     """One training pass of the trainer (its loop, meters and checks included)."""
     trainer.epoch, trainer.batch_in_epoch = epoch, 0
     start = time.perf_counter()
     trainer.train_one_epoch()
+    synchronize(trainer.device)
     return time.perf_counter() - start
 
 
-def loader_images_per_second(trainer: SegTrainer, epochs: int) -> float:
-    """Images/s of the training loader alone (decode cache, augmentation, collate)."""
-    seconds = []
-    for epoch in range(epochs):
-        trainer.train_loader.sampler.set_epoch(epoch)
-        start = time.perf_counter()
-        images = sum(len(images) for images, _ in trainer.train_loader)
-        seconds.append(time.perf_counter() - start)
-    return images / statistics.median(seconds)
+def model_seconds(trainer: SegTrainer, steps: int) -> float:
+    """Seconds per step of the model alone on one batch already on the device."""
+    inputs, targets = trainer.to_device(next(iter(trainer.train_loader)))
+
+    def step() -> None:
+        with trainer.autocast():
+            loss = trainer.compute_loss(trainer.model(inputs), targets)
+        loss.backward()
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+
+    step()
+    synchronize(trainer.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(trainer.device)
+    return (time.perf_counter() - start) / steps
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,41 +87,58 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         common = ["--data_dir", args.data_dir, "--cache_dir", f"{tmp}/cache", "--folds", "3"]
         common += ["--gpu_devices", args.gpu_devices, "--num_workers", str(args.num_workers)]
-        before = seg_trainer(common, Path(tmp) / "before", *BEFORE)
-        now = seg_trainer(common, Path(tmp) / "now")
-        samples = len(before.data.train)
-        print(
-            f"UNet width {before.opt.base_width}, {samples} training images of "
-            f"{before.data.input_shape[2]}x{before.data.input_shape[1]}, batch "
-            f"{before.opt.batch_size}, {args.num_workers} workers, device {before.device}, "
-            f"{torch.get_num_threads()} threads; now: amp {now.amp[0]} ({now.amp[1]}), "
-            f"channels_last {now.channels_last}, augment {now.opt.augment}"
+        device = seg_trainer(common, Path(tmp) / "device")
+        workers = seg_trainer(common, Path(tmp) / "workers", "--in_memory", "False")
+        inline = seg_trainer(
+            common, Path(tmp) / "inline", "--in_memory", "False", "--num_workers", "0"
         )
-        times: dict[str, list[float]] = {"before": [], "now": []}
-        epoch_seconds(before, 0)  # warm-up: allocator, threads, workers
-        epoch_seconds(now, 0)
-        for epoch in range(1, args.epochs + 1):
-            times["before"].append(epoch_seconds(before, epoch))
-            times["now"].append(epoch_seconds(now, epoch))
-        medians = {name: statistics.median(values) for name, values in times.items()}
-        for name, median in medians.items():
-            spread = ", ".join(f"{t:.1f}" for t in times[name])
-            print(
-                f"{name:>6}: epoch {median:.1f} s median ({spread}), "
-                f"{samples / median:.1f} images/s"
-            )
-        print(f"now is {medians['before'] / medians['now']:.2f}x as fast as before")
+        samples = len(device.data.train)
+        print(
+            f"UNet width {device.opt.base_width}, {samples} training images of "
+            f"{device.data.input_shape[2]}x{device.data.input_shape[1]}, batch "
+            f"{device.opt.batch_size}, augment {device.opt.augment}, device {device.device}, "
+            f"{torch.get_num_threads()} threads, amp {device.amp[0]} ({device.amp[1]}), "
+            f"channels_last {device.channels_last}"
+        )
 
-        for workers in (0, 2):
-            rates = {}
-            for augment in ("none", "carvana"):
-                extra = ("--augment", augment, "--num_workers", str(workers))
-                trainer = seg_trainer(common, Path(tmp) / f"loader-{workers}-{augment}", *extra)
-                rates[augment] = loader_images_per_second(trainer, args.epochs)
+        loaders = {
+            "per sample, 0 workers": inline,
+            f"per sample, {args.num_workers} workers": workers,
+            "on the device": device,
+        }
+        passes: dict[str, list[float]] = {name: [] for name in loaders}
+        for epoch in range(2 * args.epochs + 1):  # alternating; the first pass warms up
+            for name, trainer in loaders.items():
+                passes[name].append(loader_seconds(trainer, epoch))
+        rates = {name: median_rate(samples, seconds[1:]) for name, seconds in passes.items()}
+        for name, rate in rates.items():
+            print(f"loader alone, {name}: {rate:.0f} images/s")
+        fastest_per_sample = max(v for k, v in rates.items() if k.startswith("per sample"))
+        print(
+            f"on the device: {rates['on the device'] / fastest_per_sample:.2f}x the faster "
+            "per-sample loader"
+        )
+
+        times: dict[str, list[float]] = {"per sample": [], "on the device": []}
+        epoch_seconds(workers, 0)  # warm-up: allocator, threads, workers
+        epoch_seconds(device, 0)
+        for epoch in range(1, args.epochs + 1):
+            times["per sample"].append(epoch_seconds(workers, epoch))
+            times["on the device"].append(epoch_seconds(device, epoch))
+        for name, seconds in times.items():
+            spread = ", ".join(f"{t:.2f}" for t in seconds)
             print(
-                f"loader alone, {workers} workers: {rates['none']:.0f} images/s without "
-                f"augmentation, {rates['carvana']:.0f} with it"
+                f"training epoch, {name}: {statistics.median(seconds):.2f} s median ({spread}), "
+                f"{median_rate(samples, seconds):.1f} images/s"
             )
+        model = device.opt.batch_size / model_seconds(
+            device, steps=max(4, 2 * len(device.train_loader))
+        )
+        epoch = median_rate(samples, times["on the device"])
+        print(
+            f"model alone: {model:.1f} images/s; a training epoch on the device reaches "
+            f"{epoch / model:.0%} of it"
+        )
 
 
 if __name__ == "__main__":

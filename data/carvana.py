@@ -4,7 +4,9 @@ Decoding a 1918x1280 JPEG and GIF pair takes about 90 ms on a CPU, longer than a
 needs for the pair. So every pair is decoded and resized once, checked, and stored as uint8
 arrays under ``<cache_dir>/scale_<s>/``; later epochs and runs read those in about a
 millisecond. A cached file remembers the size and mtime of its sources and is redone when they
-change.
+change. With ``--in_memory True`` (the default) the training and validation pairs are then
+held as uint8 tensors on the device, and training batches are augmented there
+(``data/memory.py``); ``--in_memory False`` reads and augments each pair in DataLoader workers.
 """
 
 import argparse
@@ -22,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from data.image_files import open_image
+from data.memory import TensorSplit
 from data.splits import DataSplits, kfold_split, split_indices, subsample_indices
 from utils.atomic import atomic_write
 from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
@@ -269,9 +272,30 @@ class CarvanaDataset(Dataset):
         return torch.from_numpy(read_mask(self.pairs[index].mask)).unsqueeze(0)
 
 
+def in_memory_split(dataset: CarvanaDataset, augment: PairAugment | None) -> TensorSplit:
+    """The pairs of ``dataset`` as one uint8 tensor of images and one of masks (read from the
+    cache when there is one), for batches gathered and augmented on the device."""
+    image, _ = dataset.arrays(0)
+    height, width, channels = image.shape
+    images = torch.empty(len(dataset), channels, height, width, dtype=torch.uint8)
+    masks = torch.empty(len(dataset), 1, height, width, dtype=torch.uint8)
+    for index, pair in enumerate(dataset.pairs):
+        image, labels = dataset.arrays(index)
+        if image.shape != (height, width, channels):
+            raise UsageError(
+                f"image {pair.image} is {image.shape[1]}x{image.shape[0]} at --img_scale "
+                f"{dataset.scale:g}, but {dataset.pairs[0].image} is {width}x{height}; "
+                "--in_memory True needs images of one size (or pass --in_memory False)"
+            )
+        images[index] = torch.from_numpy(image).permute(2, 0, 1)
+        masks[index, 0] = torch.from_numpy(labels)
+    return TensorSplit(images, masks, (0.0,) * channels, (1.0,) * channels, augment)
+
+
 def build_carvana(opt: Namespace) -> DataSplits:
     """Splits by car id (``val_ratio``, ``test_ratio``; or k folds of cars with ``folds`` and
-    ``fold``), resized by ``img_scale``, cached; the training split augmented by ``augment``."""
+    ``fold``), resized by ``img_scale``, cached; the training split augmented by ``augment``;
+    training and validation held as tensors with ``in_memory``."""
     root = Path(opt.data_dir)
     pairs = find_pairs(root)
     folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
@@ -287,11 +311,16 @@ def build_carvana(opt: Namespace) -> DataSplits:
     if opt.cache:
         cache = Path(opt.cache_dir) if opt.cache_dir else root / ".cache"
         cache = cache / f"scale_{opt.img_scale:g}"
-    train_set = CarvanaDataset(train, opt.img_scale, cache, augment_from_options(opt), opt.seed)
+    augment = augment_from_options(opt)
+    train_set = CarvanaDataset(train, opt.img_scale, cache, augment, opt.seed)
+    val_set = CarvanaDataset(val, opt.img_scale, cache)
     height, width, channels = train_set.arrays(0)[0].shape
+    if getattr(opt, "in_memory", True):  # the test split stays per sample: the evaluator
+        train_set = in_memory_split(train_set, augment)  # adds each pair's original mask
+        val_set = in_memory_split(val_set, None)
     return DataSplits(
         train=train_set,
-        val=CarvanaDataset(val, opt.img_scale, cache),
+        val=val_set,
         test=CarvanaDataset(test, opt.img_scale, cache),
         input_shape=(channels, height, width),
         num_classes=1,

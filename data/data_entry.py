@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from data import carvana, fashion_mnist
+from data import carvana, fashion_mnist, memory
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataSplits
@@ -40,10 +40,12 @@ class DatasetEntry:
 
 DATASETS: dict[str, DatasetEntry] = {
     "FashionMNIST": DatasetEntry(
-        fashion_mnist.build_fashion_mnist, fashion_mnist.load_input, (fashion_mnist.add_options,)
+        fashion_mnist.build_fashion_mnist, fashion_mnist.load_input, (memory.add_options,)
     ),
     "Carvana": DatasetEntry(
-        carvana.build_carvana, carvana.load_input, (carvana.add_options, add_augment_options)
+        carvana.build_carvana,
+        carvana.load_input,
+        (carvana.add_options, add_augment_options, memory.add_options),
     ),
 }
 

@@ -6,7 +6,6 @@ keeps torchvision's per-sample path, where :func:`image_to_input` turns each PIL
 the model's input. Prediction on image files (:func:`load_input`) calls that same function.
 """
 
-import argparse
 import contextlib
 import io
 from argparse import Namespace
@@ -22,7 +21,6 @@ from torch.utils.data import Subset
 from data.image_files import open_image
 from data.memory import TensorSplit
 from data.splits import DataSplits, kfold_split, split_indices, subsample_indices
-from utils.cli import str2bool
 from utils.errors import UsageError
 from utils.rundir import removed_on_failure
 
@@ -37,17 +35,6 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-
-
-def add_options(group: argparse._ArgumentGroup) -> None:
-    """FashionMNIST's own option: whether its splits live on the device as tensors."""
-    group.add_argument(
-        "--in_memory",
-        type=str2bool,
-        default=True,
-        help="hold a dataset that offers it (FashionMNIST) as one uint8 tensor on the device and "
-        "batch it by index; False: torchvision's per-sample DataLoader",
-    )
 
 
 def load_split(root: Path, train: bool) -> "FashionMNIST":

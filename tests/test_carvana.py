@@ -19,8 +19,10 @@ from data.carvana import (
     load_input,
     split_by_car,
 )
+from data.memory import TensorSplit
 from data.synthetic_carvana import VIEWS, write_synthetic_carvana
 from trainer_seg_on_carvana import build_seg_parser
+from utils.augment import AUGMENT_PRESETS
 from utils.errors import UsageError
 
 
@@ -182,7 +184,8 @@ def test_cache_is_written_once_reused_and_redone_when_the_source_changes(small, 
 
 
 def test_build_carvana_splits_by_car(small, tmp_path):
-    data = build_carvana(carvana_opt(small, cache_dir=str(tmp_path / "c"), img_scale=0.5))
+    options = carvana_opt(small, cache_dir=str(tmp_path / "c"), img_scale=0.5, in_memory=False)
+    data = build_carvana(options)
     cars = [{p.car for p in split.pairs} for split in (data.train, data.val, data.test)]
     assert [len(c) for c in cars] == [1, 1, 1]
     assert len(set.union(*cars)) == 3
@@ -192,6 +195,23 @@ def test_build_carvana_splits_by_car(small, tmp_path):
     assert image.min() >= 0 and image.max() <= 1
     assert mask.shape == (1, 12, 16) and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert (tmp_path / "c" / "scale_0.5").is_dir()
+
+
+def test_in_memory_the_training_and_validation_samples_are_those_of_the_files(small, tmp_path):
+    """--in_memory True holds train and val as uint8 tensors (masks as targets), sample for
+    sample the per-sample splits; the test split stays per sample, with its pairs."""
+    options = carvana_opt(small, cache_dir=str(tmp_path / "c"), augment="carvana")
+    memory = build_carvana(Namespace(**{**vars(options), "in_memory": True}))
+    files = build_carvana(Namespace(**{**vars(options), "in_memory": False, "augment": "none"}))
+    assert isinstance(memory.train, TensorSplit) and isinstance(memory.val, TensorSplit)
+    assert memory.train.augment == AUGMENT_PRESETS["carvana"] and memory.val.augment is None
+    assert isinstance(memory.test, CarvanaDataset) and memory.test.ids == files.test.ids
+    for split, per_sample in ((memory.train, files.train), (memory.val, files.val)):
+        assert len(split) == len(per_sample)
+        for index in range(len(split)):
+            image, mask = per_sample[index]
+            assert torch.equal(split.images[index], (image * 255).round().to(torch.uint8))
+            assert torch.equal(split.targets[index].float(), mask)
 
 
 @pytest.mark.parametrize("cached", [True, False])

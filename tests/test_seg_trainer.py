@@ -68,14 +68,17 @@ class StoppedAt(SegTrainer):
         return super().augment(inputs, targets)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_an_augmented_run_resumes_exactly(cars, tmp_path, workers):
-    """The Carvana augmentation draws in the Dataset (in the workers with 2) from generators
-    seeded per sample and epoch: a run stopped in epoch 2 and resumed ends with the weights of
-    a run never stopped."""
+@pytest.mark.parametrize(
+    ("in_memory", "workers"), [(True, 0), (False, 0), (False, 2)], ids=["device", "0", "2"]
+)
+def test_an_augmented_run_resumes_exactly(cars, tmp_path, in_memory, workers):
+    """The Carvana augmentation draws from generators seeded per batch and epoch on the device
+    (in memory), or per sample and epoch in the Dataset (in the workers with 2): a run stopped
+    in epoch 2 and resumed ends with the weights of a run never stopped."""
     args = ["--data_dir", str(cars), "--cache_dir", str(tmp_path / "cache"), "--img_scale", "1"]
     args += ["--base_width", "4", "--epochs", "2", "--gpu_devices", "cpu", "--deterministic"]
     args += ["True", "--num_workers", str(workers), "--augment", "carvana"]
+    args += ["--in_memory", str(in_memory)]
 
     def run(trainer_class, out, *extra):
         options = build_seg_parser().parse_args([*args, "--output_dir", str(out), *extra])
