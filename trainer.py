@@ -87,6 +87,7 @@ from utils.history import METRICS_NAME, MetricsHistory
 from utils.hparams import write_hparams
 from utils.logger import setup_logging
 from utils.meter import MeterGroup
+from utils.nonfinite import LossWatch
 from utils.optimizer import OPTIMIZERS, build_optimizer, load_optimizer_state
 from utils.progress import Progress
 from utils.resume import (
@@ -364,7 +365,7 @@ class TrainerBase:
         self.epoch_meters = MeterGroup()  # training averages of the epoch in progress
         self.epoch_skipped = 0  # batches of the epoch in progress skipped for a non-finite loss
         self.cycle_learned = 0  # batches of the accumulation cycle in progress in the gradients
-        self.first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.losses = LossWatch()  # --nonfinite stop: each step's loss, read when shown
         self.metrics: dict[str, float] = {}
         # Every rank's rank_state() at the (epoch, batch) where rank 0 last gathered them.
         self.gathered: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
@@ -627,6 +628,7 @@ class TrainerBase:
             self.batch_in_epoch += 1
             self.global_step += 1
             if self.epoch_skipped == skipped:
+                self.losses.note(self.global_step, loss)
                 self.epoch_meters.update(self.batch_stats(loss, outputs, targets), len(targets))
             if ends_cycle:
                 self.optimizer_step()
@@ -687,10 +689,10 @@ class TrainerBase:
         """Add this batch's gradients: the loss averaged over its accumulation cycle, scaled
         for ``--amp fp16``. Returns False, adding nothing, when ``--nonfinite skip`` drops it.
         """
-        if not self.check_loss(loss):
+        if self.opt.nonfinite == "skip" and not self.loss_is_finite(loss):
             return False
         cycle = self.cycle_length(self.batch_in_epoch + 1)
-        self.scaler.scale(loss / cycle).backward()
+        self.scaler.scale(loss if cycle == 1 else loss / cycle).backward()
         self.cycle_learned += 1
         return True
 
@@ -736,21 +738,15 @@ class TrainerBase:
 
     # ----- checks ----------------------------------------------------------------------------
 
-    def check_loss(self, loss: Tensor) -> bool:
-        """Whether to learn from ``loss``.
+    def loss_is_finite(self, loss: Tensor) -> bool:
+        """``--nonfinite skip``: whether to learn from ``loss``, which waits for the device
+        (agreed across DDP ranks); a batch skipped is counted and warned about.
 
-        ``--nonfinite stop`` notes a NaN/inf on the device without waiting for it; the run
-        stops at the next point where the host reads the device anyway (a progress line, a
-        save, the epoch end; under DDP the ranks' next agreement). ``--nonfinite skip`` has to
-        wait for the device to decide (agreed across DDP ranks); it counts the batch and
-        returns False.
+        ``--nonfinite stop`` waits for nothing: the loop notes each loss in ``self.losses``,
+        read where the host reads the device anyway (a progress line, a save, the epoch end;
+        under DDP the ranks' next agreement), and the run stops there.
         """
-        finite = torch.isfinite(loss).all()
-        if self.opt.nonfinite == "stop":
-            unseen = self.first_nonfinite < 0
-            self.first_nonfinite.masked_fill_(~finite & unseen, self.global_step + 1)
-            return True
-        if all_ranks(bool(finite), self.dist, self.device):
+        if all_ranks(bool(torch.isfinite(loss).all()), self.dist, self.device):
             return True
         self.epoch_skipped += 1
         if self.epoch_skipped <= 3:
@@ -766,8 +762,8 @@ class TrainerBase:
 
     def raise_if_nonfinite(self) -> None:
         """Stop with one line naming the first batch whose loss was NaN or infinite."""
-        step = int(self.first_nonfinite)
-        if step < 0:
+        step = self.losses.read()
+        if step is None:
             return
         epoch, batch = divmod(step - 1, self.steps_per_epoch)
         raise NonFiniteLossError(
@@ -783,14 +779,14 @@ class TrainerBase:
         :class:`NonFiniteLossError` on all of them if any saw one, else returns whether any
         received a stop signal. One all-reduce."""
         none = torch.iinfo(torch.long).min  # the maximum of -step picks the earliest step
-        first = int(self.first_nonfinite)
+        first = self.losses.read()
         received, earliest = max_over_ranks(
-            [int(self.stop_signal.signum is not None), -first if first >= 0 else none],
+            [int(self.stop_signal.signum is not None), none if first is None else -first],
             self.dist,
             self.device,
         )
         if earliest != none:
-            self.first_nonfinite.fill_(-earliest)
+            self.losses.first_bad = -earliest
             self.raise_if_nonfinite()
         return bool(received)
 

@@ -1,11 +1,14 @@
 """Tests for utils.meter: sample-weighted running averages."""
 
+import collections
 import math
 import random
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from utils.meter import AvgMeter, MeterGroup
+from utils.meter import READ_EVERY, AvgMeter, MeterGroup
 
 
 def _batches(seed=0, n=20):
@@ -42,15 +45,81 @@ def test_short_last_batch_counts_for_its_size():
     assert meter.avg == pytest.approx(64 / 65)
 
 
-def test_tensor_updates_stay_tensors_until_read():
-    torch = pytest.importorskip("torch")
+class CountOps(TorchDispatchMode):
+    """Counts the aten ops dispatched inside it (each one a kernel launch on a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_an_update_costs_no_op_and_a_read_one_transfer():
     meter = AvgMeter()
-    meter.update(torch.tensor(2.5), 4)
-    meter.update(torch.tensor(0.5, requires_grad=True), 1)
-    assert isinstance(meter.sum, torch.Tensor) and not meter.sum.requires_grad
-    assert type(meter.avg) is float
-    assert meter.avg == pytest.approx((2.5 * 4 + 0.5) / 5)
-    assert type(meter.state_dict()["sum"]) is float
+    values = [torch.tensor(float(i)) for i in range(10)]
+    with CountOps() as counted:
+        for value in values:
+            meter.update(value, 2)
+    assert not counted.ops  # nothing ran: the tensors are only held
+    assert [value for value, _ in meter.unread] == values
+    with CountOps() as counted:
+        average = meter.avg
+    assert counted.ops["aten.stack"] == 1 and counted.ops["aten._local_scalar_dense"] == 0
+    assert type(average) is float and average == pytest.approx(4.5)
+    assert not meter.unread and type(meter.state_dict()["sum"]) is float
+
+
+def test_a_group_reads_all_its_meters_in_one_transfer_per_dtype():
+    group = MeterGroup()
+    for i in range(5):
+        loss, acc = torch.tensor(float(i)), torch.tensor(i / 10, dtype=torch.float64)
+        group.update({"loss": loss, "acc": acc, "lr": 0.1}, 3)
+    with CountOps() as counted:
+        averages = group.averages()
+    assert counted.ops["aten.stack"] == 2  # float32 and float64
+    assert averages == pytest.approx({"loss": 2.0, "acc": 0.2, "lr": 0.1})
+
+
+def test_values_that_need_grad_are_read_without_a_graph():
+    meter = AvgMeter()
+    meter.update(torch.tensor(0.5, requires_grad=True) * 2, 1)
+    assert meter.avg == 1.0
+
+
+def test_a_long_run_of_updates_is_read_every_so_often():
+    meter = AvgMeter()
+    for _ in range(READ_EVERY - 1):
+        meter.update(torch.tensor(1.0))
+    assert len(meter.unread) == READ_EVERY - 1
+    meter.update(torch.tensor(1.0))
+    assert not meter.unread and meter.count == READ_EVERY
+
+
+def test_the_average_does_not_depend_on_when_it_is_read():
+    """Read at random points or once at the end, the sums are the same float, bit for bit: a
+    resumed run (which reads at its checkpoint) reports what a run never stopped does."""
+    values = [(torch.rand((), dtype=torch.float32), random.randint(1, 64)) for _ in range(300)]
+    once, often = AvgMeter(), AvgMeter()
+    reads = random.Random(0)
+    for value, n in values:
+        once.update(value, n)
+        often.update(value, n)
+        if reads.random() < 0.1:
+            often.read()
+    assert once.avg == often.avg and once.sum == often.sum
+
+
+def test_a_copy_keeps_what_it_had():
+    meter = AvgMeter()
+    meter.update(torch.tensor(1.0), 1)
+    snapshot = meter.copy()
+    meter.update(torch.tensor(3.0), 1)
+    meter.read()
+    meter.update(torch.tensor(5.0), 1)
+    assert snapshot.avg == 1.0 and meter.avg == 3.0
 
 
 def test_state_dict_round_trip_continues_the_same_average():

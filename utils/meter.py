@@ -1,16 +1,39 @@
 """Running averages weighted by sample count, kept on the device until they are read.
 
-Updating a meter with a tensor adds on the tensor's device without waiting for it, so the
-training loop never stalls the GPU to book-keep; reading ``avg`` (for a progress line or the
-epoch summary) is the one place that waits.
+A meter records each batch's value as it is (a 0-dim tensor on the device costs no op and no
+wait) and reads them only when an average is asked for: a progress line, the epoch summary,
+a checkpoint. Then the values recorded since the last read are stacked and copied to the host
+in one transfer and added up there in float64, in the order they came, so an average does not
+depend on when it was read (a resumed run adds up exactly what a run never stopped does).
 """
 
-import copy
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+# Values a meter holds unread at most; past it reads them (a wait for the device every this many
+# batches, so an epoch without progress lines does not hold a tensor per batch).
+READ_EVERY = 256
+
+
+def read_floats(values: Sequence[float | Tensor]) -> list[float]:
+    """``values`` as Python floats, in order: the tensors among them stacked and copied to the
+    host once per dtype, never one at a time."""
+    floats: list[float | None] = [None if isinstance(v, Tensor) else float(v) for v in values]
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for at, value in enumerate(values):
+        if isinstance(value, Tensor):
+            by_dtype.setdefault(value.dtype, []).append(at)
+    with torch.no_grad():
+        for positions in by_dtype.values():
+            tensors = [values[at] for at in positions]
+            stacked = torch.stack([t if t.dim() == 0 else t.reshape(()) for t in tensors])
+            for at, number in zip(positions, stacked.tolist(), strict=True):
+                floats[at] = number
+    return floats  # type: ignore[return-value]
 
 
 class AvgMeter:
@@ -21,27 +44,47 @@ class AvgMeter:
     """
 
     def __init__(self) -> None:
-        self.sum: float | Tensor = 0.0
-        self.count = 0
+        self.sum = 0.0  # of the values read so far, each times its batch size
+        self.count = 0  # samples of the values read so far
+        self.unread: list[tuple[float | Tensor, int]] = []
 
     def update(self, value: float | Tensor, n: int = 1) -> None:
         """Add a batch whose per-sample mean is ``value`` and that holds ``n`` samples."""
-        if isinstance(value, Tensor):
-            value = value.detach()
-        self.sum = self.sum + value * n
-        self.count += n
+        self.unread.append((value, n))
+        if len(self.unread) >= READ_EVERY:
+            self.read()
+
+    def read(self) -> list[float]:
+        """Add the unread values to the sum (one wait for the device); return them."""
+        if not self.unread:
+            return []
+        values = read_floats([value for value, _ in self.unread])
+        for value, (_, n) in zip(values, self.unread, strict=True):
+            self.sum += value * n
+            self.count += n
+        self.unread = []  # a new list: a copy() made before keeps its own
+        return values
 
     @property
     def avg(self) -> float:
         """The weighted mean (waits for the device), or NaN before the first update."""
-        return float(self.sum) / self.count if self.count else math.nan
+        self.read()
+        return self.sum / self.count if self.count else math.nan
+
+    def copy(self) -> "AvgMeter":
+        """A snapshot that later updates leave alone."""
+        snapshot = AvgMeter()
+        snapshot.sum, snapshot.count, snapshot.unread = self.sum, self.count, self.unread[:]
+        return snapshot
 
     def state_dict(self) -> dict[str, float | int]:
-        return {"sum": float(self.sum), "count": self.count}
+        self.read()
+        return {"sum": self.sum, "count": self.count}
 
     def load_state_dict(self, state: dict[str, float | int]) -> None:
         self.sum = float(state["sum"])
         self.count = int(state["count"])
+        self.unread = []
 
 
 class MeterGroup:
@@ -54,26 +97,38 @@ class MeterGroup:
         for name, value in values.items():
             self.meters.setdefault(name, AvgMeter()).update(value, n)
 
+    def read(self) -> None:
+        """Read every meter's unread values in one transfer per dtype."""
+        unread = [(meter, value, n) for meter in self.meters.values() for value, n in meter.unread]
+        values = read_floats([value for _, value, _ in unread])
+        for (meter, _, n), value in zip(unread, values, strict=True):
+            meter.sum += value * n
+            meter.count += n
+        for meter in self.meters.values():
+            meter.unread = []
+
     def copy(self) -> "MeterGroup":
-        """A snapshot that later updates leave alone (they replace sums, never change them)."""
+        """A snapshot that later updates leave alone."""
         snapshot = MeterGroup()
-        snapshot.meters = {name: copy.copy(meter) for name, meter in self.meters.items()}
+        snapshot.meters = {name: meter.copy() for name, meter in self.meters.items()}
         return snapshot
 
     def averages(self) -> dict[str, float]:
+        self.read()
         return {name: meter.avg for name, meter in self.meters.items()}
 
     def global_averages(self, device: torch.device) -> dict[str, float]:
         """The averages over every process of a distributed run (the local ones otherwise).
 
         Sums and counts are added up across ranks, so ranks with fewer samples weigh less.
-        Every rank must call this, with the same meters; the meters are left unchanged.
+        Every rank must call this, with the same meters; the averages stay as they were.
         """
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return self.averages()
+        self.read()
         names = list(self.meters)  # the same order on every rank: the same code filled them
         totals = torch.tensor(
-            [float(self.meters[k].sum) for k in names] + [self.meters[k].count for k in names],
+            [self.meters[k].sum for k in names] + [self.meters[k].count for k in names],
             dtype=torch.float64,
             device=device,
         )
@@ -83,6 +138,7 @@ class MeterGroup:
 
     def state_dict(self) -> dict[str, dict[str, float | int]]:
         """Sums and counts per name, so a mid-epoch checkpoint keeps the epoch's averages."""
+        self.read()
         return {name: meter.state_dict() for name, meter in self.meters.items()}
 
     def load_state_dict(self, state: dict[str, dict[str, float | int]]) -> None:
