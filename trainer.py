@@ -69,6 +69,7 @@ from utils.cli import (
     zero_to_one,
 )
 from utils.clipper import GradClipper
+from utils.compile import compile_choice, compile_model, replays_cuda_graphs
 from utils.config import CONFIG_NAME, environment_info, save_config
 from utils.config_file import ConfigFileParser
 from utils.configcmp import format_table
@@ -218,7 +219,14 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="NHWC memory format for the model and image batches; auto: for models with 2-D "
         "convolutions",
     )
-    speed.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model")
+    speed.add_argument(
+        "--compile",
+        type=compile_choice,
+        default=False,
+        help="torch.compile the model: True (mode default: fused kernels), reduce-overhead (and "
+        "CUDA graphs: a step is a few launches), max-autotune (and a search for the fastest "
+        "kernels); False: eager",
+    )
 
     stop = parser.add_argument_group("monitoring and early stopping")
     stop.add_argument("--monitor", default="val_loss", help="metric that picks the best epoch")
@@ -351,6 +359,7 @@ class TrainerBase:
         # net wrapped in DDP or DataParallel when there are several devices.
         self.net = self.prepare_model(self.build_model())
         self.model = self.wrap_model(self.net)
+        self.cuda_graphs = replays_cuda_graphs(opt.compile, self.device)
         self.criterion = self.build_loss().to(self.device)
         self.optimizer = build_optimizer(self.model, opt)
         self.scheduler = build_scheduler(self.optimizer, opt, self.cycles_per_epoch)
@@ -623,6 +632,8 @@ class TrainerBase:
             inputs, targets = self.augment(*self.to_device(batch))
             ends_cycle = self.cycle_ends_at(self.batch_in_epoch + 1)
             skipped = self.epoch_skipped
+            if self.cuda_graphs:  # this step's graph replays may reuse the last one's outputs
+                torch.compiler.cudagraph_mark_step_begin()
             with self.gradient_sync(ends_cycle):
                 loss, outputs = self.train_step(inputs, targets)
             self.batch_in_epoch += 1
@@ -665,6 +676,8 @@ class TrainerBase:
         total = min(len(loader), max_batches or len(loader))
         for step, batch in enumerate(loader, start=1):
             inputs, targets = self.to_device(batch)
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
                 outputs = model(inputs)
                 loss = self.compute_loss(outputs, targets)
@@ -859,7 +872,7 @@ class TrainerBase:
         self.channels_last = resolve_channels_last(self.opt.channels_last, model)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        return torch.compile(model) if self.opt.compile else model
+        return compile_model(model, self.opt.compile)
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """DDP under torchrun, DataParallel over several ``--gpu_devices``, else the model."""

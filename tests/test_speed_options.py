@@ -1,13 +1,17 @@
-"""--accum_steps, --amp, --channels_last and --compile in the base loop, on the CPU."""
+"""--accum_steps, --amp, --channels_last and --compile in the base loop, on the CPU; CUDA
+graphs and the fused optimizer where a GPU is there."""
 
+import argparse
 from typing import ClassVar
 
 import pytest
 import torch
+from test_trainer import interrupting, same_weights
 from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
 from utils.checkpoint import load_checkpoint
+from utils.compile import compile_choice, compile_mode
 
 
 def options(out, *extra: str):
@@ -134,3 +138,58 @@ def test_compiled_model_trains_and_saves_plain_keys(tmp_path):
     assert state["global_step"] == BATCHES_PER_EPOCH
     for key, value in eager.model.state_dict().items():
         assert torch.allclose(state["model"][key], value, atol=1e-5), key
+
+
+def test_compile_takes_a_mode_and_the_booleans_runs_recorded_before():
+    parse = build_toy_parser().parse_args
+    assert parse(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    assert parse(["--compile", "max-autotune"]).compile == "max-autotune"
+    assert parse(["--compile", "True"]).compile is True and parse([]).compile is False
+    assert compile_mode(True) == "default" and compile_mode(False) is None
+
+
+def test_compile_refuses_another_word():
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected False, True or a mode"):
+        compile_choice("fast")
+
+
+def test_a_compiled_run_resumes_exactly(tmp_path):
+    """The MLP with dropout, compiled (on a CPU: fused kernels, no CUDA graphs), stopped by a
+    Ctrl-C in epoch 2 and resumed, ends with the weights of the compiled run never stopped."""
+    mlp = ("--linear", "False", "--flip", "True", "--compile", "reduce-overhead")
+    whole = trained(tmp_path / "whole", *mlp)
+    assert hasattr(whole.net, "_orig_mod") and not whole.cuda_graphs
+    stopped = interrupting(13, "ctrl-c")(options(tmp_path / "stopped", *mlp))
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    checkpoint = stopped.run_dir / "Vanilla_interrupt_ckpt.pth"
+    resumed = ToyTrainer(options(tmp_path / "stopped", *mlp, "--resume", str(checkpoint)))
+    resumed.train()
+    assert same_weights(resumed.model.state_dict(), whole.model.state_dict())
+
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@GPU
+def test_adam_runs_fused_on_a_gpu_and_not_on_the_cpu(tmp_path):
+    gpu = ToyTrainer(options(tmp_path / "gpu", "--gpu_devices", "0"))
+    cpu = ToyTrainer(options(tmp_path / "cpu"))
+    assert gpu.optimizer.defaults["fused"] is True and not cpu.optimizer.defaults["fused"]
+
+
+@GPU
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_a_graphed_run_on_a_gpu_resumes_exactly(tmp_path, mode):
+    """On a GPU, reduce-overhead replays each step as CUDA graphs, with fused Adam; a Ctrl-C
+    in epoch 2 and a resume end where the run never stopped ends."""
+    gpu = ("--gpu_devices", "0", "--linear", "False", "--flip", "True", "--compile", mode)
+    whole = trained(tmp_path / "whole", *gpu)
+    assert whole.cuda_graphs == (mode == "reduce-overhead")
+    stopped = interrupting(13, "ctrl-c")(options(tmp_path / "stopped", *gpu))
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    checkpoint = stopped.run_dir / "Vanilla_interrupt_ckpt.pth"
+    resumed = ToyTrainer(options(tmp_path / "stopped", *gpu, "--resume", str(checkpoint)))
+    resumed.train()
+    assert same_weights(resumed.model.state_dict(), whole.model.state_dict())
