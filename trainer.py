@@ -24,17 +24,20 @@ read only when a progress line or the epoch summary shows them.
 
 import argparse
 import contextlib
+import copy
 import logging
 import math
 import signal
 import time
 from argparse import Namespace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import default_collate
 from torch.utils.tensorboard import SummaryWriter
 
 from data.data_entry import (
@@ -48,11 +51,16 @@ from data.splits import DataSplits
 from model.model_entry import MODELS, add_model_options, build_model, describe_model
 from utils.amp import (
     AMP_CHOICES,
+    Precision,
     auto_or_bool,
     autocast,
+    candidates,
+    describe_precision,
     log_precision,
     resolve_amp,
     resolve_channels_last,
+    time_candidates,
+    timed_here,
 )
 from utils.atomic import remove_partial_writes
 from utils.augment import random_hflip
@@ -354,13 +362,14 @@ class TrainerBase:
         self.val_loader = self.first_batches(self.build_loader(self.data.val, train=False))
         self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
         self.cycles_per_epoch = math.ceil(self.steps_per_epoch / opt.accum_steps)
-        self.amp = resolve_amp(opt.amp, self.device)  # (off|bf16|fp16, why)
+        self.criterion = self.build_loss().to(self.device)
+        model = self.build_model().to(self.device)
+        self.amp, self.channels_last = self.pick_precision(model, resume)  # (mode, why), bool
         # net: the model on the device (compiled, if asked); model: what a training step calls,
         # net wrapped in DDP or DataParallel when there are several devices.
-        self.net = self.prepare_model(self.build_model())
+        self.net = self.prepare_model(model)
         self.model = self.wrap_model(self.net)
         self.cuda_graphs = replays_cuda_graphs(opt.compile, self.device)
-        self.criterion = self.build_loss().to(self.device)
         self.optimizer = build_optimizer(self.model, opt)
         self.scheduler = build_scheduler(self.optimizer, opt, self.cycles_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp[0] == "fp16")
@@ -866,10 +875,78 @@ class TrainerBase:
             pad=train,
         )
 
+    def pick_precision(
+        self, model: nn.Module, resume: dict[str, Any] | None
+    ) -> tuple[tuple[str, str], bool]:
+        """What ``--amp`` and ``--channels_last`` come to: ``((mode, why), channels_last)``.
+
+        ``auto`` follows the device's rule (``utils/amp.py``), except on a GPU, where a few
+        training steps of each candidate are timed and the fastest is taken (by rank 0, for
+        every DDP rank). A resumed run keeps what it picked, so it computes as it did.
+        """
+        amp = resolve_amp(self.opt.amp, self.device)
+        layout = resolve_channels_last(self.opt.channels_last, model)
+        self.layout_why: str | None = None  # where auto did not follow the rule
+        picked = (resume or {}).get("precision")
+        if picked is not None:
+            kept = "auto: as the run picked when it started"
+            if self.opt.amp == "auto":
+                amp = (picked["amp"], kept)
+            if self.opt.channels_last == "auto":
+                layout, self.layout_why = picked["channels_last"], kept
+            return amp, layout
+        choices = candidates(amp, self.opt.amp, self.opt.channels_last, model)
+        if len(choices) == 1 or not timed_here(self.device):
+            return amp, layout
+        best = None
+        if self.dist.is_main:
+            seconds = self.time_precisions(model, choices)
+            best = min(seconds, key=seconds.__getitem__)
+            timings = ", ".join(
+                f"{describe_precision(c)} {t * 1e3:.2f} ms" for c, t in seconds.items()
+            )
+            log.info(
+                "auto: a training step on %s takes %s; picked %s",
+                self.device,
+                timings,
+                describe_precision(best),
+            )
+        mode, layout = broadcast_object(best, self.dist)
+        timed = "auto: the fastest of the steps timed"
+        if self.opt.channels_last == "auto":
+            self.layout_why = timed
+        return (mode, timed) if self.opt.amp == "auto" else amp, layout
+
+    def time_precisions(self, model: nn.Module, choices: list[Precision]) -> dict[Precision, float]:
+        """Seconds of a forward and backward on the first training samples, with each choice,
+        on copies of ``model`` (its BatchNorm statistics stay untouched) and forked RNGs (its
+        dropout draws leave the run's random streams alone)."""
+        dataset, keyed = self.data.train, getattr(self.data.train, "epoch_keyed", False)
+        first = range(min(self.opt.batch_size, len(dataset)))
+        samples = [dataset[(0, i) if keyed else i] for i in first]
+        inputs, targets = move_to(default_collate(samples), self.device)
+
+        def step(choice: Precision) -> Callable[[], None]:
+            mode, layout = choice
+            trial = copy.deepcopy(model).train()
+            batch = channels_last(inputs) if layout else inputs
+            if layout:
+                trial = trial.to(memory_format=torch.channels_last)
+
+            def run() -> None:
+                with autocast(self.device, mode):
+                    loss = self.compute_loss(trial(batch), targets)
+                loss.backward()
+                trial.zero_grad(set_to_none=True)
+
+            return run
+
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return time_candidates(step, choices, self.device)
+
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        """On the device, in ``--channels_last`` memory format, through ``torch.compile``."""
-        model = model.to(self.device)
-        self.channels_last = resolve_channels_last(self.opt.channels_last, model)
+        """In the memory format picked for ``--channels_last``, through ``torch.compile``."""
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return compile_model(model, self.opt.compile)
@@ -926,7 +1003,7 @@ class TrainerBase:
         if self.dist.enabled:
             devices += f" (rank 0 of {self.dist.world_size} DDP processes)"
         log.info("device %s", devices)
-        log_precision(self.amp, self.channels_last, self.opt.channels_last)
+        log_precision(self.amp, self.channels_last, self.opt.channels_last, self.layout_why)
         log.info(
             "data %s: train %d, val %d, test %d samples",
             self.opt.data_type,
@@ -1006,6 +1083,7 @@ class TrainerBase:
             "metrics": self.metrics,
             "config": vars(self.opt),
             "data": self.data.info.state_dict(),  # for prediction; not needed to resume
+            "precision": {"amp": self.amp[0], "channels_last": self.channels_last},
             "world_size": self.dist.world_size,
             **self.rank_state(),
         }

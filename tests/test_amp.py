@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ from utils.amp import (
     CPU_BF16_ENV,
     auto_or_bool,
     autocast,
+    candidates,
     cpu_has_native_bf16,
     log_precision,
     resolve_amp,
     resolve_channels_last,
+    time_candidates,
 )
 from utils.errors import UsageError
 
@@ -154,3 +157,45 @@ def test_the_log_says_what_was_chosen_and_warns_when_it_is_slow(caplog):
         "amp off (no native bf16 on this cpu); channels_last on (auto: the model has convolutions)"
     )
     assert second.levelno == logging.WARNING and second.getMessage().startswith("amp fp16 (slow")
+
+
+CONV = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
+MLP = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+
+
+@pytest.mark.parametrize(
+    ("amp", "asked_amp", "asked_layout", "model", "expected"),
+    [
+        (
+            ("bf16", ""),
+            "auto",
+            "auto",
+            CONV,
+            [("bf16", True), ("bf16", False), ("off", True), ("off", False)],
+        ),
+        (("fp16", ""), "auto", "auto", MLP, [("fp16", False), ("off", False)]),
+        (("off", ""), "auto", True, CONV, [("off", True)]),
+        (("bf16", ""), "bf16", "auto", CONV, [("bf16", True), ("bf16", False)]),
+        (("bf16", ""), "bf16", False, CONV, [("bf16", False)]),
+    ],
+    ids=["both-auto", "mlp", "rule-says-off", "amp-given", "nothing-auto"],
+)
+def test_auto_chooses_among_the_rule_and_full_precision_and_both_layouts(
+    amp, asked_amp, asked_layout, model, expected
+):
+    assert candidates(amp, asked_amp, asked_layout, model) == expected
+
+
+def test_each_candidate_is_timed_after_a_warm_up():
+    calls = {"a": 0, "b": 0}
+
+    def step(choice):
+        def run():
+            calls[choice] += 1
+            time.sleep(0.002 if choice == "a" else 0.0)
+
+        return run
+
+    seconds = time_candidates(step, ["a", "b"], CPU, steps=3, rounds=2)
+    assert calls == {"a": 2 + 3 * 2, "b": 2 + 3 * 2}
+    assert seconds["a"] >= 0.002 > seconds["b"]

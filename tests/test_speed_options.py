@@ -2,6 +2,7 @@
 graphs and the fused optimizer where a GPU is there."""
 
 import argparse
+import logging
 from typing import ClassVar
 
 import pytest
@@ -10,6 +11,8 @@ from test_trainer import interrupting, same_weights
 from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
+import trainer as trainer_module
+from utils.amp import CPU_BF16_ENV, describe_precision
 from utils.checkpoint import load_checkpoint
 from utils.compile import compile_choice, compile_mode
 
@@ -193,3 +196,54 @@ def test_a_graphed_run_on_a_gpu_resumes_exactly(tmp_path, mode):
     resumed = ToyTrainer(options(tmp_path / "stopped", *gpu, "--resume", str(checkpoint)))
     resumed.train()
     assert same_weights(resumed.model.state_dict(), whole.model.state_dict())
+
+
+class TimedConv(ConvToy):
+    """ConvToy whose loss is the plain criterion: the toy's fault hook reads ``self.model``,
+    which does not exist yet while auto times its candidates."""
+
+    def compute_loss(self, outputs, targets):
+        return self.criterion(outputs, targets)
+
+
+AUTO = ("--amp", "auto", "--channels_last", "auto", "--epochs", "1")
+
+
+@pytest.fixture
+def as_on_a_gpu(monkeypatch):
+    """Auto times its candidates here as it does on a GPU, from a bf16 CPU's rule."""
+    monkeypatch.setattr(trainer_module, "timed_here", lambda device: True)
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+
+
+def test_auto_times_each_candidate_and_leaves_the_run_as_it_was(tmp_path, as_on_a_gpu, caplog):
+    with caplog.at_level(logging.INFO, logger="trainer"):
+        timed = TimedConv(options(tmp_path / "timed", *AUTO))
+    (line,) = [r.getMessage() for r in caplog.records if "a training step on cpu" in r.getMessage()]
+    for name in ("bf16+channels_last", "bf16 ", "off+channels_last", "off "):
+        assert name in line
+    picked = {"amp": timed.amp[0], "channels_last": timed.channels_last}
+    assert line.endswith(f"picked {describe_precision((picked['amp'], picked['channels_last']))}")
+    assert timed.state_dict()["precision"] == picked
+    rng = torch.get_rng_state()
+    plain = TimedConv(options(tmp_path / "plain", "--amp", picked["amp"], "--epochs", "1"))
+    assert torch.equal(rng, torch.get_rng_state())  # timing drew nothing from the run's streams
+    assert same_weights(timed.net.state_dict(), plain.net.state_dict())
+
+
+def test_auto_takes_the_fastest_and_a_resumed_run_keeps_its_pick(
+    tmp_path, as_on_a_gpu, monkeypatch
+):
+    def timings(fastest):
+        return lambda step, choices, device: {c: 1.0 if c == fastest else 2.0 for c in choices}
+
+    monkeypatch.setattr(trainer_module, "time_candidates", timings(("off", False)))
+    first = TimedConv(options(tmp_path, *AUTO))
+    assert (first.amp[0], first.channels_last) == ("off", False)
+    first.train()
+    monkeypatch.setattr(trainer_module, "time_candidates", timings(("bf16", True)))
+    assert (TimedConv(options(tmp_path / "new", *AUTO)).amp[0]) == "bf16"
+    last = first.run_dir / "Vanilla_last_ckpt.pth"
+    resumed = TimedConv(options(tmp_path, *AUTO, "--resume", str(last)))
+    assert (resumed.amp[0], resumed.channels_last) == ("off", False)
+    assert resumed.amp[1] == resumed.layout_why == "auto: as the run picked when it started"

@@ -7,6 +7,12 @@ instructions bf16 is emulated and slower than fp32, and fp16 autocast always is.
 ``--channels_last auto`` turns NHWC on for models with 2-D convolutions, which run faster in
 it (tensor cores on GPUs, oneDNN on CPUs), and off for the others.
 
+On a GPU these rules can be the slow choice: a small model is bound by kernel launches, and
+autocast adds a cast kernel per layer. So there ``auto`` times a few steps of each candidate
+at the start, as ``cudnn.benchmark`` times its algorithms, and takes the fastest
+(:func:`time_candidates`); the trainer logs the figures and keeps the pick on resume. On a
+CPU the rules hold as measured (see the README) and timing a UNet step would take minutes.
+
 ``TEMPLATE_CPU_BF16=1`` (or ``0``) in the environment stands in for what the CPU reports, so
 the bf16 path can be run, and tested, on any CPU.
 """
@@ -14,6 +20,9 @@ the bf16 path can be run, and tested, on any CPU.
 import contextlib
 import logging
 import os
+import statistics
+import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -99,12 +108,75 @@ def resolve_channels_last(choice: str | bool, model: nn.Module) -> bool:
     return has_convolutions(model) if choice == "auto" else bool(choice)
 
 
-def log_precision(amp: tuple[str, str], channels_last: bool, asked: str | bool) -> None:
-    """One line saying what ``--amp`` and ``--channels_last`` came to and why; a warning when
-    the precision asked for is known to be slow on the device."""
+def log_precision(
+    amp: tuple[str, str], channels_last: bool, asked: str | bool, layout_why: str | None = None
+) -> None:
+    """One line saying what ``--amp`` and ``--channels_last`` came to and why (``layout_why``
+    where ``auto`` did not follow the rule); a warning when the precision asked for is known
+    to be slow on the device."""
     mode, why = amp
     level = logging.WARNING if why.startswith("slow") else logging.INFO
     layout = "on" if channels_last else "off"
-    if asked == "auto":
+    if layout_why:
+        layout += f" ({layout_why})"
+    elif asked == "auto":
         layout += " (auto: the model has convolutions)" if channels_last else " (auto: no conv)"
     log.log(level, "amp %s (%s); channels_last %s", mode, why, layout)
+
+
+Precision = tuple[str, bool]  # (amp mode, channels_last)
+
+
+def candidates(
+    amp: tuple[str, str], asked_amp: str, asked_layout: str | bool, model: nn.Module
+) -> list[Precision]:
+    """What ``auto`` may pick from: the rule's precision and full precision where ``--amp`` is
+    auto, both layouts where ``--channels_last`` is auto and the model has convolutions."""
+    modes = list(dict.fromkeys([amp[0], "off"])) if asked_amp == "auto" else [amp[0]]
+    layouts = [resolve_channels_last(asked_layout, model)]
+    if asked_layout == "auto" and has_convolutions(model):
+        layouts = [True, False]
+    return [(mode, layout) for mode in modes for layout in layouts]
+
+
+def timed_here(device: torch.device) -> bool:
+    """Whether ``auto`` times its candidates on ``device`` rather than follow the rules: on a
+    GPU."""
+    return device.type == "cuda"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_candidates(
+    step: Callable[[Precision], Callable[[], None]],
+    choices: list[Precision],
+    device: torch.device,
+    steps: int = 5,
+    rounds: int = 3,
+) -> dict[Precision, float]:
+    """Seconds a step takes with each choice: ``step(choice)`` returns a function that runs one
+    step; after two for warm-up, the median of ``rounds`` runs of ``steps`` steps each, the
+    device waited for once a run so that the host may run ahead as in training."""
+    seconds = {}
+    for choice in choices:
+        run = step(choice)
+        for _ in range(2):
+            run()
+        synchronize(device)
+        runs = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            synchronize(device)
+            runs.append((time.perf_counter() - start) / steps)
+        seconds[choice] = statistics.median(runs)
+    return seconds
+
+
+def describe_precision(choice: Precision) -> str:
+    mode, layout = choice
+    return f"{mode}{'+channels_last' if layout else ''}"
