@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from data import carvana, fashion_mnist, memory
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataSplits
 from utils.augment import add_augment_options
+from utils.device import move_to
 from utils.registry import OptionDeclarer, add_entry_options, lookup
 from utils.seed import seed_worker
 
@@ -107,6 +108,14 @@ def build_loader(
         generator=torch.Generator().manual_seed(opt.seed),
         persistent_workers=workers > 0,
     )
+
+
+def first_batch(dataset: Dataset, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The first ``batch_size`` samples of ``dataset`` as one batch on ``device``, as a loader
+    would give it (a dataset keyed by epoch is read at epoch 0)."""
+    keyed = getattr(dataset, "epoch_keyed", False)
+    first = range(min(batch_size, len(dataset)))
+    return move_to(default_collate([dataset[(0, i) if keyed else i] for i in first]), device)
 
 
 class FirstBatches:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import utils.amp as amp_module
 from utils.amp import (
     AMP_MODES,
     CPU_BF16_ENV,
@@ -17,10 +18,13 @@ from utils.amp import (
     candidates,
     cpu_has_native_bf16,
     log_precision,
+    pick_precision,
     resolve_amp,
     resolve_channels_last,
     time_candidates,
+    time_steps,
 )
+from utils.distributed import DistInfo
 from utils.errors import UsageError
 
 CPU = torch.device("cpu")
@@ -199,3 +203,41 @@ def test_each_candidate_is_timed_after_a_warm_up():
     seconds = time_candidates(step, ["a", "b"], CPU, steps=3, rounds=2)
     assert calls == {"a": 2 + 3 * 2, "b": 2 + 3 * 2}
     assert seconds["a"] >= 0.002 > seconds["b"]
+
+
+def test_a_timed_pick_is_the_fastest_and_a_resume_keeps_what_was_picked(monkeypatch):
+    monkeypatch.setattr(amp_module, "timed_here", lambda device: True)
+    timings = {("bf16", True): 3.0, ("bf16", False): 2.0, ("off", True): 1.0, ("off", False): 4.0}
+    timed = []
+
+    def timer(choices):
+        timed.append(choices)
+        return {c: timings[c] for c in choices}
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    amp, layout, why = pick_precision("auto", "auto", cuda, CONV, None, timer, DistInfo())
+    assert (amp[0], layout) == ("off", True) and why == amp[
+        1
+    ] == "auto: the fastest of the steps timed"
+    assert timed == [list(timings)]
+    picked = {"amp": "bf16", "channels_last": False}
+    amp, layout, why = pick_precision("auto", "auto", cuda, CONV, picked, timer, DistInfo())
+    assert (amp[0], layout) == ("bf16", False) and len(timed) == 1  # kept, not timed again
+    amp, layout, why = pick_precision("off", "auto", cuda, CONV, None, timer, DistInfo())
+    assert amp == ("off", "as asked") and layout and why.startswith("auto")  # the layout alone
+
+
+def test_time_steps_times_copies_and_leaves_the_random_streams_alone():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout(0.5), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.randn(1, 1, 5, 5))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = (torch.randn(4, 1, 5, 5), torch.randint(0, 3, (4,)))
+    rng = torch.get_rng_state()
+    seconds = time_steps(
+        model, lambda: batch, nn.functional.cross_entropy, [("off", False), ("off", True)]
+    )
+    assert set(seconds) == {("off", False), ("off", True)} and all(s > 0 for s in seconds.values())
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from data.data_entry import DATASETS, build_datasets, build_loader, input_loader
+from data.data_entry import DATASETS, build_datasets, build_loader, first_batch, input_loader
 from data.fashion_mnist import MEAN, STD, build_fashion_mnist, image_to_input, load_input
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
@@ -206,3 +206,13 @@ def test_data_info_is_plain_containers_and_round_trips(tmp_path):
     torch.save({"data": state}, tmp_path / "ckpt.pth")
     loaded = torch.load(tmp_path / "ckpt.pth", weights_only=True)["data"]
     assert DataInfo.from_state_dict(loaded) == splits.info
+
+
+def test_the_first_batch_is_the_first_samples_as_a_loader_gives_them():
+    split = TensorSplit(
+        torch.arange(5 * 4, dtype=torch.uint8).view(5, 1, 2, 2), torch.arange(5), (0.5,), (0.2,)
+    )
+    inputs, targets = first_batch(split, 3, torch.device("cpu"))
+    assert torch.equal(targets, torch.arange(3))
+    assert torch.equal(inputs, torch.stack([split[i][0] for i in range(3)]))
+    assert first_batch(split, 10, torch.device("cpu"))[0].shape == (5, 1, 2, 2)

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from utils.earlystopper import EarlyStopper
+from utils.earlystopper import EarlyStopper, check_monitor
+from utils.errors import UsageError
 
 
 def _run(stopper, values):
@@ -96,3 +97,10 @@ def test_fresh_state_dict_round_trip_keeps_infinite_best():
 def test_bad_mode_raises(mode):
     with pytest.raises(ValueError, match="mode"):
         EarlyStopper(mode=mode)
+
+
+def test_the_monitor_names_one_of_the_metrics_reported():
+    names = check_monitor("val_acc", {"loss": 0.1, "acc": 0.9})
+    assert names == ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time"]
+    with pytest.raises(UsageError, match="--monitor val_dice: not a metric of this task; known"):
+        check_monitor("val_dice", {"loss": 0.1})

@@ -270,7 +270,7 @@ def test_nonfinite_loss_stops_and_keeps_the_good_checkpoints(tmp_path):
 
 def test_no_checkpoint_is_written_after_a_nonfinite_loss(tmp_path):
     trainer = ToyTrainer(options(tmp_path))
-    trainer.losses.note(7, torch.tensor(math.nan))  # as the loop notes it, without waiting
+    trainer.guard.note(7, torch.tensor(math.nan))  # as the loop notes it, without waiting
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 7 \(step 7\)"):
         trainer.save("last")
     assert not list(trainer.run_dir.glob("*.pth"))

@@ -128,7 +128,7 @@ class ToyTrainer(VanillaTrainer):
         self.saves += 1
         if fault("kill-in-save") != self.saves:
             return super().save(kind, every_rank_here)
-        with mock.patch("trainer.save_checkpoint", write_half_then_die):
+        with mock.patch("utils.run_state.save_checkpoint", write_half_then_die):
             return super().save(kind, every_rank_here)
 
     def validate(self, max_batches: int | None = None) -> dict[str, float]:

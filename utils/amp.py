@@ -18,6 +18,7 @@ the bf16 path can be run, and tested, on any CPU.
 """
 
 import contextlib
+import copy
 import logging
 import os
 import statistics
@@ -28,6 +29,8 @@ import torch
 from torch import nn
 
 from utils.cli import str2bool
+from utils.device import channels_last
+from utils.distributed import DistInfo, broadcast_object
 from utils.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -177,6 +180,82 @@ def time_candidates(
     return seconds
 
 
+def time_steps(
+    model: nn.Module,
+    batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    choices: list[Precision],
+) -> dict[Precision, float]:
+    """Seconds of a forward and backward of ``model`` on ``batch()`` (inputs and targets on
+    its device), with each choice: :func:`time_candidates` on copies of ``model`` (its
+    BatchNorm statistics stay untouched), under forked RNGs (its dropout draws leave the
+    run's random streams alone)."""
+    inputs, targets = batch()
+    device = inputs.device
+
+    def step(choice: Precision) -> Callable[[], None]:
+        mode, layout = choice
+        trial = copy.deepcopy(model).train()
+        trial = trial.to(memory_format=torch.channels_last) if layout else trial
+        batch_inputs = channels_last(inputs) if layout else inputs
+
+        def run() -> None:
+            with autocast(device, mode):
+                value = loss(trial(batch_inputs), targets)
+            value.backward()
+            trial.zero_grad(set_to_none=True)
+
+        return run
+
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        return time_candidates(step, choices, device)
+
+
 def describe_precision(choice: Precision) -> str:
     mode, layout = choice
     return f"{mode}{'+channels_last' if layout else ''}"
+
+
+def pick_precision(
+    asked_amp: str,
+    asked_layout: str | bool,
+    device: torch.device,
+    model: nn.Module,
+    picked: dict | None,
+    time_choices: Callable[[list[Precision]], dict[Precision, float]],
+    dist: DistInfo,
+) -> tuple[tuple[str, str], bool, str | None]:
+    """What ``--amp`` and ``--channels_last`` come to for ``model`` on ``device``:
+    ``((mode, why), channels_last, why the layout where auto did not follow the rule)``.
+
+    ``auto`` follows the rules above, except where :func:`timed_here`: there each candidate's
+    steps are timed (``time_choices``, by rank 0, for every DDP rank) and the fastest is
+    taken. A resumed run keeps what it ``picked``, so it computes as it did.
+    """
+    amp = resolve_amp(asked_amp, device)
+    layout = resolve_channels_last(asked_layout, model)
+    if picked is not None:
+        kept = "auto: as the run picked when it started"
+        if asked_amp == "auto":
+            amp = (picked["amp"], kept)
+        if asked_layout == "auto":
+            return amp, picked["channels_last"], kept
+        return amp, layout, None
+    choices = candidates(amp, asked_amp, asked_layout, model)
+    if len(choices) == 1 or not timed_here(device):
+        return amp, layout, None
+    best = None
+    if dist.is_main:
+        seconds = time_choices(choices)
+        best = min(seconds, key=seconds.__getitem__)
+        timings = ", ".join(f"{describe_precision(c)} {t * 1e3:.2f} ms" for c, t in seconds.items())
+        log.info(
+            "auto: a training step on %s takes %s; picked %s",
+            device,
+            timings,
+            describe_precision(best),
+        )
+    mode, layout = broadcast_object(best, dist)
+    timed = "auto: the fastest of the steps timed"
+    amp = (mode, timed) if asked_amp == "auto" else amp
+    return amp, layout, timed if asked_layout == "auto" else None

@@ -5,6 +5,7 @@
 GPUs, gloo on CPUs), trains on its shard of the data, and only rank 0 writes files.
 """
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ import torch.distributed as dist
 # gloo's worker threads may still be releasing the last collective's tensors, which aborts
 # the process ("terminate called without an active exception").
 import torch.distributed.nn.functional
+from torch.nn.parallel import DistributedDataParallel
 
 from utils.errors import UsageError
 
@@ -126,3 +128,12 @@ def leave_process_group(wait_for_all: bool) -> None:
     if wait_for_all:
         dist.barrier()
     dist.destroy_process_group()
+
+
+def gradients_synced(model: torch.nn.Module, ends_cycle: bool) -> contextlib.AbstractContextManager:
+    """Under DDP, gradients are averaged across ranks only in the batch that ends an
+    accumulation cycle; the others run forward and backward inside ``no_sync()`` (the forward
+    too, or DDP all-reduces in that batch's backward all the same)."""
+    if ends_cycle or not isinstance(model, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()

@@ -1,6 +1,9 @@
 """Early stopping on a monitored metric, with state that a checkpoint can hold."""
 
 import math
+from collections.abc import Iterable
+
+from utils.errors import UsageError
 
 
 class EarlyStopper:
@@ -51,3 +54,16 @@ class EarlyStopper:
     def load_state_dict(self, state: dict[str, float | int]) -> None:
         self.best = float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
+
+
+def check_monitor(monitor: str, reported: Iterable[str]) -> list[str]:
+    """The names of the metrics each epoch reports, from those a validation ``reported``;
+    ``monitor`` must be one of them (one line naming the others if not)."""
+    names = [f"{split}_{k}" for split in ("train", "val") for k in reported]
+    names += ["lr", "epoch_time"]
+    if monitor not in names:
+        known = ", ".join(names)
+        raise UsageError(
+            f"--monitor {monitor}: not a metric of this task; known: {known}", every_rank=True
+        )
+    return names

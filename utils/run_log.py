@@ -1,0 +1,183 @@
+"""What rank 0 records of a run in its run dir: train.log, config.json, TensorBoard (or W&B)
+scalars and hparams, metrics.csv and status.json, and the lines logged when training starts
+and at each epoch's end. Other ranks and ``--fast_dev_run`` (no run dir) record nothing."""
+
+import logging
+import math
+import signal
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from data.splits import DataSplits
+from model.model_entry import describe_model
+from utils.amp import log_precision
+from utils.atomic import remove_partial_writes
+from utils.checkpoint import unwrap_model
+from utils.cli import script_command
+from utils.config import CONFIG_NAME, environment_info, save_config
+from utils.distributed import DistInfo
+from utils.earlystopper import EarlyStopper
+from utils.history import METRICS_NAME, MetricsHistory
+from utils.hparams import write_hparams
+from utils.logger import setup_logging
+from utils.status import STATUS_NAME, write_status
+from utils.wandb_writer import WandbWriter
+
+log = logging.getLogger(__name__)
+
+
+def scalar_tag(metric: str) -> str:
+    """The TensorBoard tag of a metric: ``val_acc`` -> ``val/acc``, ``epoch_time`` ->
+    ``epoch/time``."""
+    return metric.replace("_", "/", 1)
+
+
+def epoch_line(metrics: dict[str, float]) -> str:
+    """The metrics of an epoch as its log line shows them."""
+    formats = {"lr": "{:.3g}", "epoch_time": "{:.1f}s", "train_skipped": "{:g}"}
+    return "  ".join(f"{k} {formats.get(k, '{:.4f}').format(v)}" for k, v in metrics.items())
+
+
+class RunLog:
+    """The records of the run in ``run_dir`` (None: record nothing), kept by rank 0.
+
+    Created when the run dir exists: the log goes to its train.log too, a new run writes
+    config.json, and temp files of a save cut short by a kill are removed. :meth:`open`
+    starts TensorBoard and metrics.csv once the run knows where it stands: a resumed run
+    drops what the earlier process logged after its checkpoint.
+    """
+
+    def __init__(
+        self, run_dir: Path | None, opt: Namespace, is_main: bool, device: torch.device
+    ) -> None:
+        self.run_dir = run_dir if is_main else None
+        self.opt = opt
+        self.is_main = is_main
+        self.writer: SummaryWriter | None = None
+        self.history: MetricsHistory | None = None
+        if self.run_dir is None:
+            return
+        setup_logging(self.run_dir / "train.log")
+        if not opt.resume:
+            save_config(self.run_dir / CONFIG_NAME, vars(opt), environment_info(device))
+        for leftover in remove_partial_writes(self.run_dir):
+            log.info("removed %s, a save cut short when the run was killed", leftover.name)
+
+    def open(self, global_step: int, epoch: int, resumed: bool) -> None:
+        """Start TensorBoard (or W&B) and metrics.csv at ``global_step`` and ``epoch``."""
+        if self.run_dir is None:
+            return
+        purge = global_step + 1 if resumed else None
+        opt = self.opt
+        self.writer = (
+            WandbWriter(self.run_dir, purge, vars(opt))
+            if opt.wandb
+            else SummaryWriter(self.run_dir, purge_step=purge)
+        )
+        self.history = MetricsHistory(self.run_dir / METRICS_NAME, through_epoch=epoch)
+
+    def start(
+        self,
+        device_ids: list[int],
+        dist: DistInfo,
+        precision: tuple[tuple[str, str], bool, str | None],
+        data: DataSplits,
+        model: nn.Module,
+    ) -> None:
+        """The lines that open a run's log: where it writes, on what (the GPUs, DDP), in
+        which precision (``(amp, channels_last, why the layout)``), on which data, with which
+        model."""
+        if not self.is_main:
+            return
+        if self.opt.fast_dev_run:
+            n = self.opt.fast_dev_run
+            log.info("fast_dev_run: %d batches of each split; nothing is written", n)
+        else:
+            log.info("run dir %s", self.run_dir)
+        devices = ", ".join(f"cuda:{i}" for i in device_ids) or "cpu"
+        if dist.enabled:
+            devices += f" (rank 0 of {dist.world_size} DDP processes)"
+        log.info("device %s", devices)
+        amp, channels_last, layout_why = precision
+        log_precision(amp, channels_last, self.opt.channels_last, layout_why)
+        sizes = (len(data.train), len(data.val), len(data.test))
+        log.info("data %s: train %d, val %d, test %d samples", self.opt.data_type, *sizes)
+        log.info("model %s\n%s", self.opt.model_type, describe_model(unwrap_model(model)))
+
+    def fast_dev_run(
+        self, metrics: dict[str, float], batches: tuple[int, int, int], seconds: float
+    ) -> None:
+        """The metrics of a ``--fast_dev_run`` and the batches it ran of each split."""
+        log.info("fast_dev_run: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        log.info(
+            "fast_dev_run: nothing written (no run dir, checkpoint, TensorBoard or metrics); "
+            "%d training, %d validation and %d test batches in %.1f s",
+            *batches,
+            seconds,
+        )
+
+    def hparams(self, metric_names: list[str]) -> None:
+        """The options as TensorBoard hparams, compared by every logged metric and the best
+        ``--monitor`` value."""
+        if self.writer is not None:
+            tags = [scalar_tag(name) for name in metric_names] + [f"best/{self.opt.monitor}"]
+            write_hparams(self.writer, vars(self.opt), tags)
+
+    def epoch(
+        self, epoch: int, global_step: int, metrics: dict[str, float], best: float, improved: bool
+    ) -> None:
+        """One log line per epoch; every metric and the best ``--monitor`` value so far to
+        TensorBoard at the global step, and a row of metrics.csv."""
+        if not self.is_main:
+            return
+        if self.writer is not None:
+            for name, value in metrics.items():
+                self.writer.add_scalar(scalar_tag(name), value, global_step)
+            self.writer.add_scalar(f"best/{self.opt.monitor}", best, global_step)
+            self.writer.flush()
+            self.history.append(epoch, global_step, metrics)
+        marked = "  *best*" if improved else ""
+        log.info("epoch %d/%d  %s%s", epoch, self.opt.epochs, epoch_line(metrics), marked)
+
+    def status(self, state: str, epoch: int, best: float, error: str | None = None) -> None:
+        """Where the run stands, in status.json (``utils/status.py``); a failure to write it
+        is logged, never raised over what ended the run."""
+        if self.run_dir is None:
+            return
+        try:
+            write_status(
+                self.run_dir,
+                state,
+                epoch=epoch,
+                epochs=self.opt.epochs,
+                monitor=self.opt.monitor,
+                best=best if math.isfinite(best) else None,
+                error=error,
+            )
+        except OSError as err:
+            log.error("could not write %s: %s", STATUS_NAME, err)
+
+    def end(
+        self, signum: int | None, stopper: EarlyStopper, eval_script: str | None, best: Path
+    ) -> None:
+        """How a run that trained to its end ended: a signal that came too late to stop it
+        (``signum``), early stopping, the best value, and the command that evaluates the
+        ``best`` checkpoint with the task's ``eval_script``."""
+        if signum is not None:
+            name = signal.Signals(signum).name
+            log.info("%s arrived as training ended; nothing was left to stop", name)
+        monitor = self.opt.monitor
+        if stopper.should_stop:
+            log.info("early stop: %s has not improved for %d epochs", monitor, stopper.bad_epochs)
+        log.info("done: best %s %.4f; run dir %s", monitor, stopper.best, best.parent)
+        if eval_script and best.is_file():
+            command = script_command(eval_script, "--model_path", best)
+            log.info("evaluate the best checkpoint with: %s", command)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
