@@ -200,3 +200,28 @@ def test_augmenting_labels_is_refused():
     images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
     with pytest.raises(ValueError, match="augment needs masks"):
         TensorSplit(images, torch.arange(4), (0.0,) * 3, (1.0,) * 3, CARVANA)
+
+
+def test_recolouring_changes_the_masked_pixels_alone_toward_one_colour_each():
+    images = blocks(n=4) * 0.6 + 0.2
+    masks = (images[:, :1] > 0.5).float()
+    aug = PairAugment(recolor=1.0)
+    changed, same_masks = augment_batch(aug, images, masks, generator())
+    inside = masks.bool().expand_as(images)
+    assert torch.equal(changed[~inside], images[~inside]) and torch.equal(same_masks, masks)
+    draws = Draws.draw(aug, 4, generator())
+    for i in range(4):
+        kept, colour = draws.kept[i].item(), draws.colour[i].view(3, 1, 1).float()
+        expected = torch.where(inside[i], images[i] * kept + colour * (1 - kept), images[i])
+        torch.testing.assert_close(changed[i], expected, rtol=0, atol=1e-5)
+
+
+def test_a_hue_shift_is_torchvisions_with_each_samples_shift():
+    images = blocks(n=3)
+    aug = PairAugment(hue=0.2)
+    changed, _ = augment_batch(aug, images, images[:, :1], generator())
+    draws = Draws.draw(aug, 3, generator())
+    for i in range(3):
+        expected = TF.adjust_hue(images[i], draws.hue[i].item())
+        torch.testing.assert_close(changed[i], expected, rtol=0, atol=1e-5)
+    assert len(set(draws.hue.tolist())) == 3

@@ -131,35 +131,50 @@ def sampling_grid(theta: Tensor, height: int, width: int) -> Tensor:
     return grid
 
 
-def colour_matrices(draws: Draws, images: Tensor) -> Tensor:
-    """The ``[n, 3, 4]`` colour change of each image: ``3x3`` on RGB, then an offset.
+def colour_matrices(draws: Draws) -> tuple[Tensor, Tensor]:
+    """Each image's colour change as a ``3x3`` matrix on RGB ``[n, 3, 3]`` and the factor of
+    its mean gray level in the offset ``[n]``.
 
     Brightness ``b`` scales, contrast ``c`` blends with the image's mean gray level ``m``,
     saturation ``s`` blends with each pixel's gray, and grayscale replaces the colour with
     the gray: ``c b P S x + (1 - c) b m``, where ``S = s I + (1 - s) G`` and ``P`` is ``G``
     or ``I`` (``G`` maps a pixel to its gray on every channel).
     """
-    n = len(images)
+    n = len(draws.saturation)
     to_gray = torch.tensor(GRAY, dtype=torch.float64).expand(3, 3)
     blend = draws.saturation.view(n, 1, 1)
     matrix = blend * torch.eye(3, dtype=torch.float64) + (1 - blend) * to_gray
     matrix = torch.where(draws.gray.view(n, 1, 1), to_gray @ matrix, matrix)
     matrix = matrix * (draws.contrast * draws.brightness).view(n, 1, 1)
-    weights = torch.tensor(GRAY, dtype=images.dtype, device=images.device)
-    mean_gray = images.mean(dim=(2, 3)) @ weights  # gray is linear: the gray of the means
-    blended = ((1 - draws.contrast) * draws.brightness).to(images.device, images.dtype)
-    offset = (blended * mean_gray).view(n, 1, 1).expand(n, 3, 1)
-    return torch.cat([matrix.to(images.device, images.dtype), offset], dim=2)
+    return matrix, (1 - draws.contrast) * draws.brightness
 
 
-def recolour(draws: Draws, images: Tensor, masks: Tensor) -> Tensor:
-    """Blend the pixels under the masks of the samples drawn toward one random colour each,
-    keeping 30-80% of their own (:func:`utils.augment.recolor_object`, for a batch)."""
-    n = len(images)
-    to = {"device": images.device, "dtype": images.dtype}
-    kept, colour = draws.kept.to(**to).view(n, 1, 1, 1), draws.colour.to(**to).view(n, 3, 1, 1)
-    where = masks.bool() & draws.recolour.to(images.device).view(n, 1, 1, 1)
-    return torch.where(where, images * kept + colour * (1 - kept), images)
+def parameters_on(draws: Draws, height: int, width: int, device: torch.device) -> Tensor:
+    """What the ops on the device need of each sample, ``[n, 21]`` float32 on ``device``: its
+    affine matrix (columns 0-5), colour matrix (6-14), mean-gray factor (15), and whether it
+    is recoloured (16), toward which colour (17-19), keeping how much (20). Made on the CPU
+    and copied in one transfer, from pinned memory to a GPU, so the host does not wait for
+    the device here."""
+    n = len(draws.angle)
+    matrix, factor = colour_matrices(draws)
+    columns = [
+        affine_matrices(draws, height, width).reshape(n, 6),
+        matrix.reshape(n, 9),
+        factor.view(n, 1),
+        draws.recolour.view(n, 1),
+        draws.colour,
+        draws.kept.view(n, 1),
+    ]
+    packed = torch.cat([column.to(torch.float64) for column in columns], dim=1).float()
+    if device.type == "cuda":
+        return packed.pin_memory().to(device, non_blocking=True)
+    return packed.to(device)
+
+
+@functools.cache
+def gray_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The luma weights on ``device``, copied there once."""
+    return torch.tensor(GRAY, dtype=dtype, device=device)
 
 
 def augment_batch(
@@ -169,20 +184,23 @@ def augment_batch(
     ``masks``, ``[n, 1, H, W]``, with per-sample parameters drawn from ``generator`` (CPU)."""
     n, _, height, width = images.shape
     draws = Draws.draw(aug, n, generator)
+    params = parameters_on(draws, height, width, images.device).to(images.dtype)
     if aug.hflip or aug.shift or aug.rotate or (aug.scale_min, aug.scale_max) != (1, 1):
-        theta = affine_matrices(draws, height, width).to(images.device, images.dtype)
-        grid = sampling_grid(theta, height, width)
+        grid = sampling_grid(params[:, :6].view(n, 2, 3), height, width)
         images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
         masks = F.grid_sample(masks, grid, mode="nearest", align_corners=False)
-    if aug.recolor:
-        images = recolour(draws, images, masks)
+    if aug.recolor:  # toward one random colour under the mask, keeping 30-80% of the pixel's
+        recoloured = masks.bool() & (params[:, 16] > 0.5).view(n, 1, 1, 1)
+        colour, kept = params[:, 17:20].view(n, 3, 1, 1), params[:, 20].view(n, 1, 1, 1)
+        images = torch.where(recoloured, images * kept + colour * (1 - kept), images)
     if aug.hue:
         from torchvision.transforms.v2 import functional as TF
 
         hues = draws.hue.tolist()
         images = torch.stack([TF.adjust_hue(x, h) for x, h in zip(images, hues, strict=True)])
     if aug.brightness or aug.contrast or aug.saturation or aug.grayscale:
-        colour = colour_matrices(draws, images)
-        pixels = torch.bmm(colour[:, :, :3], images.reshape(n, 3, height * width))
-        images = pixels.add_(colour[:, :, 3:]).clamp_(0, 1).view(n, 3, height, width)
+        mean_gray = images.mean(dim=(2, 3)) @ gray_weights(images.device, images.dtype)
+        pixels = torch.bmm(params[:, 6:15].view(n, 3, 3), images.reshape(n, 3, height * width))
+        offset = (params[:, 15] * mean_gray).view(n, 1, 1)  # gray is linear: of the means
+        images = pixels.add_(offset).clamp_(0, 1).view(n, 3, height, width)
     return images, masks
