@@ -34,6 +34,8 @@ def random_hflip(*batches: Tensor, p: float = 0.5) -> tuple[Tensor, ...]:
     Pass an image batch and its masks together so each mask follows its image.
     """
     chosen = torch.rand(len(batches[0])) < p
+    if batches[0].is_cuda:  # a copy from pinned memory: the host does not wait for the GPU
+        chosen = chosen.pin_memory().to(batches[0].device, non_blocking=True)
     flipped = []
     for batch in batches:
         mask = chosen.to(batch.device).view(-1, *[1] * (batch.dim() - 1))
