@@ -102,5 +102,8 @@ def test_bad_mode_raises(mode):
 def test_the_monitor_names_one_of_the_metrics_reported():
     names = check_monitor("val_acc", {"loss": 0.1, "acc": 0.9})
     assert names == ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time"]
-    with pytest.raises(UsageError, match="--monitor val_dice: not a metric of this task; known"):
+    with pytest.raises(
+        UsageError, match="--monitor val_dice: not a metric of this task; known"
+    ) as err:
         check_monitor("val_dice", {"loss": 0.1})
+    assert err.value.every_rank is True  # under torchrun every rank checks and rank 0 says it

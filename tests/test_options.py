@@ -7,7 +7,7 @@ import pytest
 from utils.options import build_parser
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def parser() -> argparse.ArgumentParser:
     return build_parser("a task")
 
@@ -28,6 +28,9 @@ def test_the_groups_follow_what_a_run_does(parser):
 def test_defaults_parse_to_a_run_and_a_task_changes_them(parser):
     opt = parser.parse_args([])
     assert (opt.epochs, opt.batch_size, opt.amp, opt.compile) == (10, 64, "off", False)
+    assert (opt.gpu_devices, opt.channels_last, opt.nonfinite) == ("auto", "auto", "stop")
+    assert (opt.save_every_n_steps, opt.fast_dev_run, opt.folds, opt.accum_steps) == (0, 0, 0, 1)
+    assert (opt.resume, opt.clip_grad_norm, opt.warmup_epochs) == (None, None, 0.0)
     parser.set_defaults(epochs=3)
     assert parser.parse_args([]).epochs == 3
 

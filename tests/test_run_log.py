@@ -6,8 +6,12 @@ from argparse import Namespace
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.compat.proto.event_pb2 import SessionLog
 
+from data.splits import DataSplits
 from utils.config import CONFIG_NAME
+from utils.distributed import DistInfo
 from utils.earlystopper import EarlyStopper
 from utils.history import read_metrics
 from utils.run_log import RunLog, epoch_line, scalar_tag
@@ -85,3 +89,37 @@ def test_scalar_tags_split_at_the_first_underscore(metric, tag):
 def test_epoch_line_formats_each_kind_of_metric():
     metrics = {"val_dice": 0.98765, "lr": 3e-4, "epoch_time": 12.34, "train_skipped": 2}
     assert epoch_line(metrics) == "val_dice 0.9877  lr 0.0003  epoch_time 12.3s  train_skipped 2"
+
+
+def test_the_start_says_where_on_what_and_with_how_many_processes(tmp_path, caplog):
+    record = RunLog(tmp_path, options(data_type="Toy", model_type="MLP"), is_main=True, device=CPU)
+    data = DataSplits([0] * 8, [0] * 2, [0] * 3, (1, 4, 4), 3, ["a", "b", "c"])
+    precision = (("off", "as asked"), False, None)
+    with caplog.at_level(logging.INFO):
+        record.start([0, 1], DistInfo(rank=0, world_size=2), precision, data, torch.nn.Linear(2, 2))
+    assert f"run dir {tmp_path}" in caplog.text
+    assert "device cuda:0, cuda:1 (rank 0 of 2 DDP processes)" in caplog.text
+    assert "data Toy: train 8, val 2, test 3 samples" in caplog.text
+    assert "amp off (as asked); channels_last off" in caplog.text
+
+
+def session_starts(run_dir) -> list[int]:
+    """The steps at which the event files under ``run_dir`` (re)start a session: where
+    TensorBoard drops what an earlier process logged from that step on."""
+    steps = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                steps.append(event.step)
+    return steps
+
+
+def test_a_resumed_run_drops_what_came_after_its_checkpoint_and_a_new_one_nothing(tmp_path):
+    fresh = RunLog(tmp_path, options(), is_main=True, device=CPU)
+    fresh.open(global_step=0, epoch=0, resumed=False)
+    fresh.close()
+    assert session_starts(tmp_path) == []
+    resumed = RunLog(tmp_path, options(resume="x.pth"), is_main=True, device=CPU)
+    resumed.open(global_step=20, epoch=2, resumed=True)
+    resumed.close()
+    assert session_starts(tmp_path) == [21]

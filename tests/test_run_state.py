@@ -49,3 +49,19 @@ def test_a_rollback_returns_to_the_last_commit(tmp_path):
     run.state.rollback()
     assert (run.batch_in_epoch, run.global_step, run.epoch_skipped) == (3, 3, 0)
     assert run.epoch_meters.averages() == {"loss": 1.0}
+
+
+def test_a_checkpoint_from_before_world_size_was_recorded_resumes_mid_epoch(tmp_path):
+    """Checkpoints that do not say how many processes wrote them come from one process."""
+    stopped = trainer(tmp_path, "--epochs", "2", "--save_every_n_steps", "3")
+    stopped.train()
+    last = stopped.checkpoint_path("last")
+    state = torch.load(last, weights_only=True)
+    state.pop("world_size")
+    state["batch_in_epoch"], state["epoch"] = 3, 0  # as if written mid-epoch
+    save_checkpoint(last, state)
+    args = [*TOY_ARGS, "--output_dir", str(tmp_path), "--epochs", "2", "--save_every_n_steps"]
+    resume = read_resume(
+        build_toy_parser().parse_args([*args, "3", "--resume", str(last)]), DistInfo()
+    )
+    assert (resume.state["epoch"], resume.state["batch_in_epoch"]) == (0, 3)
