@@ -271,7 +271,7 @@ class EvaluatorBase:
         """
         self.reset()
         loader = DataLoader(
-            ImageFiles(self.inputs, input_loader(self.cfg)),
+            ImageFiles(self.inputs, input_loader(self.cfg, self.data_info)),
             batch_size=self.cfg.batch_size,
             num_workers=self.cfg.num_workers,
             collate_fn=collate_by_shape,

@@ -63,7 +63,8 @@ def carvana_checkpoint(args: Namespace, folder: Path) -> Path:
         return Path(args.seg_ckpt)
     opt = build_seg_parser().parse_args(["--img_scale", str(args.img_scale)])
     first = next(Path(args.carvana_images).glob("*.jpg"))
-    info = DataInfo(tuple(load_input(first, opt).shape), 1, ("car",))
+    shape = tuple(load_input(first, opt, DataInfo((), 1, ("car",))).shape)
+    info = DataInfo(shape, 1, ("car",))
     return fresh_checkpoint(folder / "UNet_ckpt.pth", opt, info)
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from data.image_files import open_image
 from data.memory import TensorSplit
-from data.splits import DataSplits, kfold_split, split_indices, subsample_indices
+from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.atomic import atomic_write
 from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
 from utils.cli import fraction, str2bool
@@ -147,7 +147,7 @@ def image_tensor(image: np.ndarray) -> Tensor:
     return unit_float(torch.from_numpy(image).permute(2, 0, 1))
 
 
-def load_input(path: Path, opt: Namespace) -> Tensor:
+def load_input(path: Path, opt: Namespace, info: DataInfo) -> Tensor:
     """One image file as the model's input, exactly as :class:`CarvanaDataset` gives it."""
     return image_tensor(scale_image(open_image(path), opt.img_scale))
 

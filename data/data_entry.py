@@ -1,8 +1,9 @@
 """Pick a dataset by ``--data_type`` and wrap its splits in loaders.
 
 Adding a dataset: write ``data/<name>.py`` with a ``build_<name>(opt) -> DataSplits`` function
-and a ``load_input(path, opt) -> Tensor`` that turns one image file into the model's input
-exactly as the dataset does (prediction on new images calls it), and add one line to
+and a ``load_input(path, opt, info) -> Tensor`` that turns one image file into the model's
+input exactly as the dataset does (prediction on new images calls it, with the run's options
+and the checkpoint's :class:`DataInfo`), and add one line to
 ``DATASETS`` below. Options of the dataset's own (``--img_scale``) are declared by an
 ``add_options(group)`` function beside it, named in its line.
 """
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from data import carvana, fashion_mnist, memory
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
-from data.splits import DataSplits
+from data.splits import DataInfo, DataSplits
 from utils.augment import add_augment_options
 from utils.device import move_to
 from utils.registry import OptionDeclarer, add_entry_options, lookup
@@ -35,7 +36,7 @@ class DatasetEntry:
     the declarers of the options it reads beyond the base ones."""
 
     build: Callable[[Namespace], DataSplits]
-    load_input: Callable[[Path, Namespace], Tensor]
+    load_input: Callable[[Path, Namespace, DataInfo], Tensor]
     options: tuple[OptionDeclarer, ...] = ()
 
 
@@ -61,9 +62,10 @@ def build_datasets(opt: Namespace) -> DataSplits:
     return lookup(DATASETS, opt.data_type, "data_type").build(opt)
 
 
-def input_loader(opt: Namespace) -> Callable[[Path], Tensor]:
+def input_loader(opt: Namespace, info: DataInfo) -> Callable[[Path], Tensor]:
     """``path -> model input`` for image files, preprocessed as ``opt.data_type`` does it."""
-    return functools.partial(lookup(DATASETS, opt.data_type, "data_type").load_input, opt=opt)
+    load = lookup(DATASETS, opt.data_type, "data_type").load_input
+    return functools.partial(load, opt=opt, info=info)
 
 
 def build_loader(

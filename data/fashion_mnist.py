@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 
 from data.image_files import open_image
 from data.memory import TensorSplit
-from data.splits import DataSplits, kfold_split, split_indices, subsample_indices
+from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.errors import UsageError
 from utils.rundir import removed_on_failure
 
@@ -67,7 +67,7 @@ def image_to_input(image: Image.Image) -> Tensor:
     return pixels.float().div_(255).sub_(mean).div_(std)
 
 
-def load_input(path: Path, opt: Namespace) -> Tensor:
+def load_input(path: Path, opt: Namespace, info: DataInfo) -> Tensor:
     """One image file of any size and colour as the model's input, as the Dataset makes it."""
     return image_to_input(open_image(path))
 

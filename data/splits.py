@@ -17,24 +17,36 @@ T = TypeVar("T")
 class DataInfo:
     """What a model needs to know about the data, and prediction needs without the data.
 
-    Checkpoints keep it (as plain containers, under ``"data"``), so a model can be rebuilt and
-    its outputs named from the checkpoint alone.
+    Checkpoints keep it (as plain containers, under ``"data"``), so a model can be rebuilt, its
+    inputs made and its outputs named from the checkpoint alone. ``mean`` and ``std`` are the
+    per-channel normalisation of a dataset that measures it on its training images (empty
+    where the dataset's code fixes it).
     """
 
     input_shape: tuple[int, ...]
     num_classes: int
     class_names: tuple[str, ...]
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
+            "mean": list(self.mean),
+            "std": list(self.std),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> "DataInfo":
-        return cls(tuple(state["input_shape"]), state["num_classes"], tuple(state["class_names"]))
+        return cls(
+            tuple(state["input_shape"]),
+            state["num_classes"],
+            tuple(state["class_names"]),
+            tuple(state.get("mean", ())),  # checkpoints from before measured statistics
+            tuple(state.get("std", ())),
+        )
 
 
 @dataclass
@@ -47,10 +59,18 @@ class DataSplits:
     input_shape: tuple[int, ...]
     num_classes: int
     class_names: list[str]
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
     @property
     def info(self) -> DataInfo:
-        return DataInfo(tuple(self.input_shape), self.num_classes, tuple(self.class_names))
+        return DataInfo(
+            tuple(self.input_shape),
+            self.num_classes,
+            tuple(self.class_names),
+            tuple(self.mean),
+            tuple(self.std),
+        )
 
 
 def subsample_indices(n: int, rate: float, seed: int) -> list[int]:

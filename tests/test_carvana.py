@@ -20,10 +20,13 @@ from data.carvana import (
     split_by_car,
 )
 from data.memory import TensorSplit
+from data.splits import DataInfo
 from data.synthetic_carvana import VIEWS, write_synthetic_carvana
 from trainer_seg_on_carvana import build_seg_parser
 from utils.augment import AUGMENT_PRESETS
 from utils.errors import UsageError
+
+CAR = DataInfo((3, 12, 16), 1, ("car",))  # what a checkpoint of the small cars holds
 
 
 @pytest.fixture
@@ -220,10 +223,10 @@ def test_an_image_file_becomes_the_input_the_dataset_gives(small, tmp_path, cach
     pairs = find_pairs(small)[:3]
     data = CarvanaDataset(pairs, 0.5, tmp_path / "cache" if cached else None)
     for index, pair in enumerate(pairs):
-        assert torch.equal(load_input(pair.image, Namespace(img_scale=0.5)), data[index][0])
+        assert torch.equal(load_input(pair.image, Namespace(img_scale=0.5), CAR), data[index][0])
     grey = tmp_path / "grey.png"
     Image.open(pairs[0].image).convert("L").save(grey)
-    assert load_input(grey, Namespace(img_scale=0.5)).shape == (3, 12, 16)
+    assert load_input(grey, Namespace(img_scale=0.5), CAR).shape == (3, 12, 16)
 
 
 def test_original_masks_are_read_at_the_data_resolution(small):

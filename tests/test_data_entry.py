@@ -161,8 +161,9 @@ def test_each_dataset_names_its_input_preprocessing(tmp_path):
     """``input_loader`` picks the ``load_input`` of ``--data_type`` from the registry."""
     path = tmp_path / "photo.png"
     Image.new("RGB", (40, 30), (200, 100, 0)).save(path)
+    info = DataInfo((), 1, ("a",))
     shapes = {
-        name: tuple(input_loader(Namespace(data_type=name, img_scale=0.5))(path).shape)
+        name: tuple(input_loader(Namespace(data_type=name, img_scale=0.5), info)(path).shape)
         for name in DATASETS
     }
     assert shapes == {"FashionMNIST": (1, 28, 28), "Carvana": (3, 15, 20)}
@@ -173,10 +174,11 @@ def test_fashion_mnist_image_files_become_the_dataset_inputs(fashion_mnist_root,
     opt = fashion_opt(fashion_mnist_root, test_sample_rate=0.001)
     memory = build_fashion_mnist(Namespace(**vars(opt), in_memory=True)).test
     per_sample = build_fashion_mnist(Namespace(**vars(opt), in_memory=False)).test
+    memory_info = DataInfo((1, 28, 28), 10, ())
     for index in range(len(memory)):
         path = tmp_path / f"{index}.png"
         Image.fromarray(memory.images[index, 0].numpy()).save(path)
-        loaded = load_input(path, opt)
+        loaded = load_input(path, opt, memory_info)
         assert torch.equal(loaded, per_sample[index][0])
         torch.testing.assert_close(loaded, memory[index][0], rtol=0, atol=1e-5)
 
@@ -193,19 +195,30 @@ def test_fashion_mnist_inputs_are_torchvisions_to_tensor_and_normalize():
 def test_fashion_mnist_takes_any_image_as_grey_28x28(tmp_path):
     path = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 50), (255, 255, 255)).save(path)
-    loaded = load_input(path, Namespace())
+    loaded = load_input(path, Namespace(), DataInfo((1, 28, 28), 10, ()))
     assert loaded.shape == (1, 28, 28)
     white = (1 - MEAN[0]) / STD[0]  # a white photo is white everywhere, normalised
     torch.testing.assert_close(loaded, torch.full((1, 28, 28), white))
 
 
 def test_data_info_is_plain_containers_and_round_trips(tmp_path):
-    splits = DataSplits([], [], [], (3, 12, 16), 1, ["car"])
+    splits = DataSplits([], [], [], (3, 12, 16), 2, ["a", "b"], (0.5, 0.4, 0.3), (0.2,) * 3)
     state = splits.info.state_dict()
-    assert state == {"input_shape": [3, 12, 16], "num_classes": 1, "class_names": ["car"]}
+    assert state == {
+        "input_shape": [3, 12, 16],
+        "num_classes": 2,
+        "class_names": ["a", "b"],
+        "mean": [0.5, 0.4, 0.3],
+        "std": [0.2, 0.2, 0.2],
+    }
     torch.save({"data": state}, tmp_path / "ckpt.pth")
     loaded = torch.load(tmp_path / "ckpt.pth", weights_only=True)["data"]
     assert DataInfo.from_state_dict(loaded) == splits.info
+
+
+def test_data_info_of_a_checkpoint_from_before_measured_statistics_has_none():
+    old = {"input_shape": [1, 28, 28], "num_classes": 10, "class_names": list("abcdefghij")}
+    assert DataInfo.from_state_dict(old) == DataInfo((1, 28, 28), 10, tuple("abcdefghij"))
 
 
 def test_the_first_batch_is_the_first_samples_as_a_loader_gives_them():
