@@ -23,27 +23,21 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from data.image_files import open_image
+from data.image_files import cache_folder, open_image
 from data.memory import TensorSplit
 from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.atomic import atomic_write
 from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
-from utils.cli import fraction, str2bool
+from utils.cli import fraction
 from utils.errors import UsageError
 
 IMAGE_DIR, MASK_DIR, MASK_SUFFIX = "train", "train_masks", "_mask.gif"
 
 
 def add_options(group: argparse._ArgumentGroup) -> None:
-    """Carvana's own options: the image scale and the decode cache."""
+    """The image scale of the segmentation datasets."""
     group.add_argument(
-        "--img_scale", type=fraction, default=1.0, help="resize images by this factor (Carvana)"
-    )
-    group.add_argument(
-        "--cache", type=str2bool, default=True, help="decode images once and reuse the arrays"
-    )
-    group.add_argument(
-        "--cache_dir", default=None, help="where decoded arrays go; default <data_dir>/.cache"
+        "--img_scale", type=fraction, default=1.0, help="resize images by this factor"
     )
 
 
@@ -307,10 +301,7 @@ def build_carvana(opt: Namespace) -> DataSplits:
     train = [train[i] for i in subsample_indices(len(train), train_val_keep, opt.seed)]
     val = [val[i] for i in subsample_indices(len(val), train_val_keep, opt.seed)]
     test = [test[i] for i in subsample_indices(len(test), opt.test_sample_rate, opt.seed)]
-    cache = None
-    if opt.cache:
-        cache = Path(opt.cache_dir) if opt.cache_dir else root / ".cache"
-        cache = cache / f"scale_{opt.img_scale:g}"
+    cache = cache_folder(opt, root, f"scale_{opt.img_scale:g}")
     augment = augment_from_options(opt)
     train_set = CarvanaDataset(train, opt.img_scale, cache, augment, opt.seed)
     val_set = CarvanaDataset(val, opt.img_scale, cache)

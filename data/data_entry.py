@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from data import carvana, fashion_mnist, memory
+from data.image_files import add_cache_options
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataInfo, DataSplits
@@ -47,7 +48,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "Carvana": DatasetEntry(
         carvana.build_carvana,
         carvana.load_input,
-        (carvana.add_options, add_augment_options, memory.add_options),
+        (carvana.add_options, add_cache_options, add_augment_options, memory.add_options),
     ),
 }
 

@@ -1,7 +1,10 @@
-"""Image files on disk: opening one with a clear error, and finding those that ``--input`` names."""
+"""Image files on disk: opening one with a clear error, finding those that ``--input`` names,
+and where the datasets keep the arrays they decoded from them."""
 
+import argparse
 import glob
 import itertools
+from argparse import Namespace
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -11,9 +14,28 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from utils.cli import str2bool
 from utils.errors import UsageError
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+
+
+def add_cache_options(group: argparse._ArgumentGroup) -> None:
+    """``--cache`` and ``--cache_dir``, shared by the datasets that decode image files once."""
+    group.add_argument(
+        "--cache", type=str2bool, default=True, help="decode images once and reuse the arrays"
+    )
+    group.add_argument(
+        "--cache_dir", default=None, help="where decoded arrays go; default <data_dir>/.cache"
+    )
+
+
+def cache_folder(opt: Namespace, root: Path, name: str) -> Path | None:
+    """Where a dataset under ``root`` keeps its decoded arrays of kind ``name``; None with
+    ``--cache False``."""
+    if not opt.cache:
+        return None
+    return (Path(opt.cache_dir) if opt.cache_dir else root / ".cache") / name
 
 
 def open_image(path: Path) -> Image.Image:
