@@ -23,8 +23,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.utils import save_image
 
-from data.carvana import CarvanaDataset
 from data.image_files import open_image
+from data.pairs import PairDataset
 from eval import EvaluatorBase, build_eval_parser
 from utils.cli import open_fraction, positive_int, run_main, str2bool
 from utils.metrics import dice_and_iou_per_image
@@ -43,7 +43,7 @@ class WithOriginalMasks(Dataset):
     """A Carvana split whose targets are ``(mask at the training scale, mask at the data's own
     resolution)``, so the loader's workers decode the original masks one batch at a time."""
 
-    def __init__(self, split: CarvanaDataset) -> None:
+    def __init__(self, split: PairDataset) -> None:
         self.split = split
 
     def __len__(self) -> int:

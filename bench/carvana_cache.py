@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from data.carvana import CarvanaDataset, find_pairs
+from data.carvana import find_pairs
+from data.pairs import PairDataset
 from loss.dice_loss import BCEDiceLoss
 from model.unet import UNet
 from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, run_main
@@ -67,12 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     pairs = find_pairs(Path(args.data_dir))
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
-        cached = CarvanaDataset(pairs, args.img_scale, Path(cache_dir))
+        cached = PairDataset(pairs, args.img_scale, Path(cache_dir))
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        CarvanaDataset(pairs, args.img_scale, Path(cache_dir))
+        PairDataset(pairs, args.img_scale, Path(cache_dir))
         warm = time.perf_counter() - start
-        uncached = CarvanaDataset(pairs, args.img_scale, cache_dir=None)
+        uncached = PairDataset(pairs, args.img_scale, cache_dir=None)
         height, width = cached.arrays(0)[1].shape
 
         model = UNet(3, 1, base_width=args.base_width)

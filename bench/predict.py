@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from data.carvana import load_input
 from data.fashion_mnist import load_split
+from data.pairs import load_input
 from data.splits import DataInfo
 from eval import EvaluatorBase
 from eval_seg_on_carvana import SegEvaluator, build_seg_eval_parser

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from data import carvana, fashion_mnist, memory
+from data import carvana, fashion_mnist, memory, pairs
 from data.image_files import add_cache_options
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
@@ -47,8 +47,8 @@ DATASETS: dict[str, DatasetEntry] = {
     ),
     "Carvana": DatasetEntry(
         carvana.build_carvana,
-        carvana.load_input,
-        (carvana.add_options, add_cache_options, add_augment_options, memory.add_options),
+        pairs.load_input,
+        (pairs.add_options, add_cache_options, add_augment_options, memory.add_options),
     ),
 }
 

@@ -1,0 +1,348 @@
+"""Images and their masks: what every segmentation dataset shares, whatever its file layout.
+
+A dataset finds its :class:`Pair` s (``data/carvana.py``: Kaggle's layout; ``data/seg_folder.py``:
+``images/`` + ``masks/``) and :func:`build_pair_splits` does the rest. Decoding a large JPEG
+and its mask takes longer than a small UNet needs for the pair, so every pair is decoded and
+resized once, checked, and stored as uint8 arrays under the cache folder; later epochs and runs
+read those in about a millisecond. A cached file remembers the size and mtime of its sources
+and is redone when they change. With ``--in_memory True`` (the default) the training and
+validation pairs are then held as uint8 tensors on the device, and training batches are
+augmented there (``data/memory.py``); ``--in_memory False`` reads and augments each pair in
+DataLoader workers.
+
+Masks hold class indices: binary masks (``num_classes == 1``, one output channel) are
+``{0, 1}`` or ``{0, 255}`` and are read as ``{0, 1}``; masks of ``K > 1`` classes hold the
+values ``0..K-1`` (0 is the background), as index or palette PNGs do.
+"""
+
+import argparse
+import io
+import random
+from argparse import Namespace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from data.image_files import cache_folder, open_image
+from data.memory import TensorSplit
+from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
+from utils.atomic import atomic_write
+from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
+from utils.cli import fraction
+from utils.errors import UsageError
+
+BINARY = 1  # num_classes of a binary mask: one output channel, foreground or not
+
+
+def add_options(group: argparse._ArgumentGroup) -> None:
+    """The image scale of the segmentation datasets."""
+    group.add_argument(
+        "--img_scale", type=fraction, default=1.0, help="resize images by this factor"
+    )
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image and its mask; ``group`` names the object it shows (a car), whose images all
+    go to one split."""
+
+    id: str
+    image: Path
+    mask: Path
+    group: str
+
+
+def split_by_group(
+    pairs: list[Pair], val_ratio: float, test_ratio: float, seed: int
+) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """Train/val/test with all images of a group in one split, chosen by a seeded shuffle of
+    the groups."""
+    groups = sorted({p.group for p in pairs})
+    if len(groups) < 3:
+        raise UsageError(
+            f"need images of at least 3 objects (groups) for train/val/test, found {len(groups)}"
+        )
+    random.Random(seed).shuffle(groups)
+    n_test = max(1, round(len(groups) * test_ratio))
+    n_val = max(1, round(len(groups) * val_ratio))
+    n_val = min(n_val, len(groups) - n_test - 1)  # keep at least one group for training
+    test, val = set(groups[:n_test]), set(groups[n_test : n_test + n_val])
+    return (
+        [p for p in pairs if p.group not in test | val],
+        [p for p in pairs if p.group in val],
+        [p for p in pairs if p.group in test],
+    )
+
+
+def fold_by_group(
+    pairs: list[Pair], folds: int, fold: int, val_ratio: float, seed: int
+) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """Train/val/test with fold ``fold`` of ``folds`` (all images of its groups) as the test.
+
+    Validation never sees the test groups: it takes whole groups of the others when that leaves
+    at least two groups to train on, else a ``val_ratio`` share of the training groups' images
+    (with three cars, "train on two cars, test on the third").
+    """
+    rest, test = kfold_split([p.group for p in pairs], folds, fold, seed)
+    n_val = max(1, round(len(rest) * val_ratio))
+    if len(rest) - n_val >= 2:
+        train_at, val_at = split_indices(list(range(len(rest))), n_val / len(rest), seed)
+        val_groups = {rest[i] for i in val_at}
+        train = [p for p in pairs if p.group in rest and p.group not in val_groups]
+        val = [p for p in pairs if p.group in val_groups]
+    else:
+        kept = [p for p in pairs if p.group in rest]
+        train_at, val_at = split_indices(list(range(len(kept))), val_ratio, seed)
+        train, val = [kept[i] for i in train_at], [kept[i] for i in val_at]
+    return train, val, [p for p in pairs if p.group in test]
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def scale_image(image: Image.Image, scale: float) -> np.ndarray:
+    """``image`` in RGB, resized (bilinear) by ``scale``: the ``HxWx3`` uint8 array cached."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if scale != 1.0:
+        image = image.resize(scaled_size(image.size, scale), Image.Resampling.BILINEAR)
+    return np.array(image)  # a writable copy, as torch.from_numpy wants
+
+
+def unit_float(image: Tensor) -> Tensor:
+    """A uint8 ``[3, H, W]`` image as the model's input: float in [0, 1]."""
+    return image.float().div_(255)
+
+
+def image_tensor(image: np.ndarray) -> Tensor:
+    """An ``HxWx3`` uint8 array as the model's input: float ``[3, H, W]`` in [0, 1]."""
+    return unit_float(torch.from_numpy(image).permute(2, 0, 1))
+
+
+def load_input(path: Path, opt: Namespace, info: DataInfo) -> Tensor:
+    """One image file as the model's input, exactly as :class:`PairDataset` gives it."""
+    return image_tensor(scale_image(open_image(path), opt.img_scale))
+
+
+def mask_values(mask: Image.Image) -> np.ndarray:
+    """The ``HxW`` uint8 values of a decoded mask: a palette's indices as they are, anything
+    else as grey levels."""
+    return np.array(mask.convert("L") if mask.mode not in ("P", "L", "1") else mask, np.uint8)
+
+
+def is_binary(values: set[int]) -> bool:
+    return values <= {0, 1} or values <= {0, 255}
+
+
+def check_values(values: set[int], num_classes: int, path: Path) -> None:
+    """Refuse, naming ``path``, mask values that are not classes of ``num_classes``."""
+    if num_classes == BINARY:
+        if not is_binary(values):
+            found = sorted(values)[:6]
+            raise UsageError(f"mask {path} has values {found}; expected {{0,1}} or {{0,255}}")
+    elif max(values) >= num_classes:
+        raise UsageError(
+            f"mask {path} has the value {max(values)}; expected class indices 0..{num_classes - 1}"
+            f" (--num_classes {num_classes})"
+        )
+
+
+def mask_classes(values: np.ndarray, num_classes: int) -> np.ndarray:
+    """Checked mask values as class indices: ``{0, 1}`` for a binary mask, else as they are."""
+    return (values > 0).astype(np.uint8) if num_classes == BINARY else values
+
+
+def read_mask(path: Path, num_classes: int) -> np.ndarray:
+    """The mask file at ``path`` as ``HxW`` uint8 class indices, at its own resolution."""
+    values = mask_values(open_image(path))
+    check_values(set(present_values(values).tolist()), num_classes, path)
+    return mask_classes(values, num_classes)
+
+
+def present_values(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a uint8 mask, in order (a count per value: faster than a sort)."""
+    return np.flatnonzero(np.bincount(values.ravel(), minlength=256)).astype(np.uint8)
+
+
+def decode_pair(pair: Pair, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode and resize one pair: ``(HxWx3 uint8 image, HxW uint8 mask values, the values
+    present at full resolution)``.
+
+    Images resize bilinear, masks nearest (interpolated labels would be no class).
+    """
+    image, mask = open_image(pair.image), open_image(pair.mask)
+    if mask.size != image.size:
+        raise UsageError(
+            f"mask {pair.mask} is {mask.size[0]}x{mask.size[1]} but its image is "
+            f"{image.size[0]}x{image.size[1]}; expected the same size"
+        )
+    values = mask_values(mask)
+    present = present_values(values)
+    if scale != 1.0:
+        size = scaled_size(image.size, scale)
+        values = np.array(Image.fromarray(values).resize(size, Image.Resampling.NEAREST))
+    return scale_image(image, scale), values, present
+
+
+def _signature(pair: Pair) -> np.ndarray:
+    stats = [pair.image.stat(), pair.mask.stat()]
+    return np.array([v for s in stats for v in (s.st_size, s.st_mtime_ns)], dtype=np.int64)
+
+
+def cache_pair(pair: Pair, scale: float, cache_dir: Path) -> Path:
+    """The cached arrays of ``pair`` at ``scale``, decoded now if absent or stale: the image,
+    the mask values and the set of values (``present``) the mask holds at full resolution."""
+    path = cache_dir / f"{pair.id}.npz"
+    signature = _signature(pair)
+    if path.is_file():
+        try:
+            with np.load(path) as cached:
+                if np.array_equal(cached["signature"], signature) and "present" in cached:
+                    return path
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache entry: decode again below
+    image, values, present = decode_pair(pair, scale)
+    buffer = io.BytesIO()
+    np.savez(buffer, image=image, mask=values, present=present, signature=signature)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return path
+
+
+def values_present(pair: Pair, cached: Path | None) -> set[int]:
+    """The values of ``pair``'s mask, from its cache entry or, without one, its file."""
+    if cached is None:
+        return set(present_values(mask_values(open_image(pair.mask))).tolist())
+    with np.load(cached) as arrays:
+        return set(arrays["present"].tolist())
+
+
+class PairDataset(Dataset):
+    """``(image float [3,H,W] in [0,1], mask float [1,H,W] of class indices)`` for pairs.
+
+    With a ``cache_dir`` the pairs are decoded (two threads) and cached at construction, so a
+    bad file fails before training starts; without one each access decodes the image again.
+    With ``augment``, each sample is augmented on its uint8 arrays by draws seeded from
+    ``seed``, the epoch and its index, so the loader indexes it with ``(epoch, index)``.
+    """
+
+    def __init__(
+        self,
+        pairs: list[Pair],
+        scale: float,
+        cache_dir: Path | None,
+        augment: PairAugment | None = None,
+        seed: int = 0,
+        num_classes: int = BINARY,
+    ) -> None:
+        self.pairs = pairs
+        self.ids = [p.id for p in pairs]
+        self.scale = scale
+        self.augment = augment
+        self.seed = seed
+        self.num_classes = num_classes
+        self.files: list[Path] | None = None
+        if cache_dir is not None:
+            try:
+                cache_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UsageError(
+                    f"--cache_dir {cache_dir}: cannot create it ({err.strerror}); "
+                    "expected a writable directory"
+                ) from None
+            with ThreadPoolExecutor(max_workers=2) as pool:  # PIL decodes without the GIL
+                self.files = list(pool.map(lambda p: cache_pair(p, scale, cache_dir), pairs))
+            for pair, file in zip(pairs, self.files, strict=True):
+                check_values(values_present(pair, file), num_classes, pair.mask)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index`` as uint8 arrays: ``HxWx3`` image, ``HxW`` class indices."""
+        if self.files is None:
+            image, values, present = decode_pair(self.pairs[index], self.scale)
+            check_values(set(present.tolist()), self.num_classes, self.pairs[index].mask)
+        else:
+            with np.load(self.files[index]) as cached:
+                image, values = cached["image"], cached["mask"]
+        return image, mask_classes(values, self.num_classes)
+
+    @property
+    def epoch_keyed(self) -> bool:
+        """Whether samples depend on the epoch (augmented), so keys are ``(epoch, index)``."""
+        return self.augment is not None
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        image, labels = self.arrays(index)
+        image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(labels)[None]
+        if self.augment is not None:
+            with seeded(sample_seed(self.seed, epoch, index)):
+                image, mask = self.augment(image, mask)
+        return unit_float(image), mask.float()
+
+    def original_mask(self, index: int) -> Tensor:
+        """The mask of sample ``index`` at the data's own resolution, ``[1, H, W]`` uint8 class
+        indices, read from its file: the resolution at which masks are scored."""
+        mask = read_mask(self.pairs[index].mask, self.num_classes)
+        return torch.from_numpy(mask).unsqueeze(0)
+
+
+def in_memory_split(dataset: PairDataset, augment: PairAugment | None) -> TensorSplit:
+    """The pairs of ``dataset`` as one uint8 tensor of images and one of masks (read from the
+    cache when there is one), for batches gathered and augmented on the device."""
+    image, _ = dataset.arrays(0)
+    height, width, channels = image.shape
+    images = torch.empty(len(dataset), channels, height, width, dtype=torch.uint8)
+    masks = torch.empty(len(dataset), 1, height, width, dtype=torch.uint8)
+    for index, pair in enumerate(dataset.pairs):
+        image, labels = dataset.arrays(index)
+        if image.shape != (height, width, channels):
+            raise UsageError(
+                f"image {pair.image} is {image.shape[1]}x{image.shape[0]} at --img_scale "
+                f"{dataset.scale:g}, but {dataset.pairs[0].image} is {width}x{height}; "
+                "--in_memory True needs images of one size (or pass --in_memory False)"
+            )
+        images[index] = torch.from_numpy(image).permute(2, 0, 1)
+        masks[index, 0] = torch.from_numpy(labels)
+    return TensorSplit(images, masks, (0.0,) * channels, (1.0,) * channels, augment)
+
+
+def build_pair_splits(
+    pairs: list[Pair], opt: Namespace, root: Path, num_classes: int, class_names: list[str]
+) -> DataSplits:
+    """Splits by group (``val_ratio``, ``test_ratio``; or k folds of groups with ``folds`` and
+    ``fold``), resized by ``img_scale``, cached under ``root``; the training split augmented by
+    ``augment``; training and validation held as tensors with ``in_memory``."""
+    folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
+    if folds:
+        train, val, test = fold_by_group(pairs, folds, opt.fold, opt.val_ratio, opt.seed)
+    else:
+        train, val, test = split_by_group(pairs, opt.val_ratio, opt.test_ratio, opt.seed)
+    train_val_keep = opt.train_val_sample_rate
+    train = [train[i] for i in subsample_indices(len(train), train_val_keep, opt.seed)]
+    val = [val[i] for i in subsample_indices(len(val), train_val_keep, opt.seed)]
+    test = [test[i] for i in subsample_indices(len(test), opt.test_sample_rate, opt.seed)]
+    cache = cache_folder(opt, root, f"scale_{opt.img_scale:g}")
+    augment = augment_from_options(opt)
+    train_set = PairDataset(train, opt.img_scale, cache, augment, opt.seed, num_classes)
+    val_set = PairDataset(val, opt.img_scale, cache, num_classes=num_classes)
+    height, width, channels = train_set.arrays(0)[0].shape
+    if getattr(opt, "in_memory", True):  # the test split stays per sample: the evaluator
+        train_set = in_memory_split(train_set, augment)  # adds each pair's original mask
+        val_set = in_memory_split(val_set, None)
+    return DataSplits(
+        train=train_set,
+        val=val_set,
+        test=PairDataset(test, opt.img_scale, cache, num_classes=num_classes),
+        input_shape=(channels, height, width),
+        num_classes=num_classes,
+        class_names=class_names,
+    )
