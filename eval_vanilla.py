@@ -1,4 +1,5 @@
-"""Evaluate a FashionMNIST classifier checkpoint, or classify image files with it.
+"""Evaluate a classifier checkpoint (FashionMNIST or image folders), or classify image files
+with it.
 
     python eval_vanilla.py --model_path Results/Vanilla/<timestamp>/Vanilla_best_ckpt.pth
     python eval_vanilla.py --model_path Results/Vanilla/<timestamp>/Vanilla_best_ckpt.pth \
@@ -104,7 +105,9 @@ class VanillaEvaluator(EvaluatorBase):
 
 
 def build_vanilla_eval_parser() -> argparse.ArgumentParser:
-    parser = build_eval_parser("Evaluate a FashionMNIST classifier, or classify image files.")
+    parser = build_eval_parser(
+        "Evaluate a classifier (FashionMNIST or image folders), or classify image files."
+    )
     parser.add_argument(
         "--top_k", type=positive_int, default=3, help="with --input: classes listed per image"
     )

@@ -1,7 +1,12 @@
-"""Train a classifier on FashionMNIST (the MLP ``Vanilla`` by default).
+"""Train a classifier on FashionMNIST, or on your own images in class folders (the MLP
+``Vanilla`` by default).
 
     python trainer_vanilla.py --model_type Vanilla --data_type FashionMNIST \
         --output_dir ./Results/Vanilla/ --gpu_devices 0 --data_dir ./Dataset
+    python trainer_vanilla.py --model_type SmallCNN --data_type ImageFolder --data_dir photos/
+
+``--data_type ImageFolder`` reads ``photos/<class>/<image>`` (or ``photos/train/<class>/``
+with optional ``val/`` and ``test/``); see ``data/image_folder.py``.
 """
 
 import argparse
@@ -23,7 +28,9 @@ class VanillaTrainer(TrainerBase):
 
 
 def build_vanilla_parser() -> argparse.ArgumentParser:
-    parser = build_parser("Train a classifier on FashionMNIST.")
+    parser = build_parser(
+        "Train a classifier on FashionMNIST, or on image folders (--data_type ImageFolder)."
+    )
     parser.set_defaults(
         proj_name="Vanilla",
         model_type="Vanilla",

@@ -43,6 +43,24 @@ def normalize(images: Tensor, scale: Tensor, offset: Tensor) -> Tensor:
     return torch.addcmul(offset, images, scale)
 
 
+def affine(
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device | None = None,
+    top: float = 255,
+) -> tuple[Tensor, Tensor]:
+    """``1 / (top std)`` and ``-mean / std`` shaped ``[C, 1, 1]``, for :func:`normalize`:
+    ``top`` is 255 for uint8 pixels, 1 for pixels already in [0, 1].
+
+    Computed in float64 and rounded once, so both factors are as exact as float32 allows; a
+    per-sample dataset that normalises with them gives the inputs of its :class:`TensorSplit`.
+    """
+    std64 = torch.tensor(std, dtype=torch.float64)
+    mean64 = torch.tensor(mean, dtype=torch.float64)
+    scale, offset = 1 / (top * std64), -mean64 / std64
+    return scale.float().view(-1, 1, 1).to(device), offset.float().view(-1, 1, 1).to(device)
+
+
 class TensorSplit(Dataset):
     """A split held as uint8 images ``[N, C, H, W]`` and targets: int64 labels ``[N]``, or
     uint8 masks ``[N, 1, H, W]`` (given to the model as float).
@@ -87,15 +105,8 @@ class TensorSplit(Dataset):
         self.scale, self.offset = self.affine()
 
     def affine(self, device: torch.device | None = None, top: float = 255) -> tuple[Tensor, Tensor]:
-        """``1 / (top std)`` and ``-mean / std`` shaped ``[C, 1, 1]``, for :func:`normalize`:
-        ``top`` is 255 for uint8 pixels, 1 for pixels already in [0, 1].
-
-        Computed in float64 and rounded once, so both factors are as exact as float32 allows.
-        """
-        std = torch.tensor(self.std, dtype=torch.float64)
-        mean = torch.tensor(self.mean, dtype=torch.float64)
-        scale, offset = 1 / (top * std), -mean / std
-        return scale.float().view(-1, 1, 1).to(device), offset.float().view(-1, 1, 1).to(device)
+        """The :func:`affine` of this split's ``mean`` and ``std``."""
+        return affine(self.mean, self.std, device, top)
 
     def target(self, targets: Tensor) -> Tensor:
         """Targets as the model is trained on them: labels as they are, masks as float."""

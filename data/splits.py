@@ -115,3 +115,59 @@ def kfold_split(keys: Sequence[T], folds: int, fold: int, seed: int) -> tuple[li
     order = [distinct[i] for i in torch.randperm(len(distinct), generator=generator).tolist()]
     held = set(order[fold::folds])
     return [k for k in distinct if k not in held], [k for k in distinct if k in held]
+
+
+def shuffled_by_class(labels: Sequence[int], seed: int) -> list[list[int]]:
+    """The positions of each class in ``labels`` (classes in sorted order), each shuffled by
+    one generator of ``seed``: what the stratified splits below cut or deal."""
+    by_class: dict[int, list[int]] = {}
+    for position, label in enumerate(labels):
+        by_class.setdefault(label, []).append(position)
+    generator = torch.Generator().manual_seed(seed)
+    orders = {
+        label: torch.randperm(len(by_class[label]), generator=generator).tolist()
+        for label in sorted(by_class)
+    }
+    return [[by_class[label][i] for i in order] for label, order in orders.items()]
+
+
+def stratified_subsample(labels: Sequence[int], rate: float, seed: int) -> list[int]:
+    """Sorted positions of a seeded ``rate`` share of each class of ``labels`` (at least one
+    of each): a quick run keeps every class. All of them at 1.0."""
+    if rate >= 1.0:
+        return list(range(len(labels)))
+    kept = (group[: max(1, round(len(group) * rate))] for group in shuffled_by_class(labels, seed))
+    return sorted(position for group in kept for position in group)
+
+
+def stratified_split(labels: Sequence[int], ratio: float, seed: int) -> tuple[list[int], list[int]]:
+    """``(kept, held)`` sorted positions of ``labels``: a seeded ``ratio`` share of each class
+    is held (at least one, and at least one kept, of a class with two or more samples).
+
+    Each class is cut on its own, so a split drawn from a pool has every class the pool has
+    in about the pool's proportions (a random cut can miss a small class).
+    """
+    kept: list[int] = []
+    held: list[int] = []
+    for group in shuffled_by_class(labels, seed):
+        n_held = min(len(group) - 1, max(1, round(len(group) * ratio)))
+        held += group[:n_held]
+        kept += group[n_held:]
+    return sorted(kept), sorted(held)
+
+
+def stratified_kfold(
+    labels: Sequence[int], folds: int, fold: int, seed: int
+) -> tuple[list[int], list[int]]:
+    """``(the other folds' positions, fold ``fold``'s positions)`` of ``labels``, sorted.
+
+    Each class's positions are shuffled with ``seed`` and dealt round-robin, continuing from
+    where the previous class stopped: every class is spread over the folds (their counts of
+    it differ by at most one) and the folds' sizes differ by at most one.
+    """
+    check_folds(folds, fold)
+    if len(labels) < folds:
+        raise UsageError(f"--folds {folds}: only {len(labels)} samples to deal into folds")
+    dealt = [p for group in shuffled_by_class(labels, seed) for p in group]
+    held = set(dealt[fold::folds])
+    return [p for p in range(len(labels)) if p not in held], sorted(held)
