@@ -1,4 +1,5 @@
-"""Evaluate a Carvana segmentation checkpoint, or segment image files with it.
+"""Evaluate a segmentation checkpoint (Carvana, or your own image/mask folders), or segment
+image files with it.
 
     python eval_seg_on_carvana.py --model_path ./Results/Carvana/<ts>/UNet_best_ckpt.pth \
         --save_path ./test_viz/ --viz True
@@ -6,8 +7,10 @@
         --input my_photos/ other.jpg --save_path masks/
 
 Evaluation scores the test cars at the masks' own resolution (the logits upsampled to it, as
-the Carvana competition scores) and at the training scale. Prediction writes one
-``<name>_pred.png`` per image: a 0/255 mask of exactly the image's size.
+the Carvana competition scores) and at the training scale; masks of several classes get
+Dice and IoU per class, and their mean over the object classes. Prediction writes one
+``<name>_pred.png`` per image, of exactly the image's size: a 0/255 mask for binary masks, else
+a palette PNG whose pixels are the class indices.
 """
 
 import argparse
@@ -27,14 +30,14 @@ from data.image_files import open_image
 from data.pairs import PairDataset
 from eval import EvaluatorBase, build_eval_parser
 from utils.cli import open_fraction, positive_int, run_main, str2bool
-from utils.metrics import dice_and_iou_per_image
-from utils.plots import mask_overlay, seg_panel
+from utils.metrics import class_dice_and_iou_per_image, dice_and_iou_per_image, predicted_classes
+from utils.plots import index_image, mask_overlay, seg_panel
 
 log = logging.getLogger(__name__)
 
 
 def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:
-    """Logits ``[N, 1, h, w]`` resized (bilinear) to ``size`` ``(H, W)``: thresholded after
+    """Logits ``[N, C, h, w]`` resized (bilinear) to ``size`` ``(H, W)``: thresholded after
     this, and not before, the mask follows the object's edge at that resolution."""
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
@@ -55,13 +58,23 @@ class WithOriginalMasks(Dataset):
 
 
 class SegEvaluator(EvaluatorBase):
-    """Per-image Dice and IoU at ``--threshold``, averaged over the test split, at the masks'
-    own resolution (the headline) and at the training scale.
+    """Per-image Dice and IoU (binary masks at ``--threshold``; masks of classes per class, of
+    the arg-max), averaged over the test split, at the masks' own resolution (the headline) and
+    at the training scale. The headline of masks of classes is the mean over the object classes.
 
     With ``--viz True`` every ``--viz_freq``-th test image is saved as ``<id>_image.png``,
     ``<id>_mask.png``, ``<id>_pred.png`` and the side-by-side ``<id>_panel.png`` (training
     scale); with ``--input``, every ``--viz_freq``-th image gets ``<name>_overlay.png``.
     """
+
+    @property
+    def binary(self) -> bool:
+        return self.data_info.num_classes == 1
+
+    @property
+    def objects(self) -> slice:
+        """The columns of the per-class scores that are objects: all but the background."""
+        return slice(0, None) if self.binary else slice(1, None)
 
     def build_test_set(self) -> Dataset:
         return WithOriginalMasks(self.data.test)
@@ -78,19 +91,26 @@ class SegEvaluator(EvaluatorBase):
         self.add_scores("_at_train_scale", outputs, masks)
         self.resolutions.add(f"{originals.shape[-1]}x{originals.shape[-2]}")
         if self.opt.viz:
-            preds = (outputs.sigmoid() > self.opt.threshold).float()
+            preds = predicted_classes(outputs, self.opt.threshold)
             for k in range(len(inputs)):
                 if (self.seen + k) % self.opt.viz_freq == 0:
                     self.save_pictures(self.seen + k, inputs[k], masks[k], preds[k])
         self.seen += len(inputs)
 
     def add_scores(self, suffix: str, logits: Tensor, masks: Tensor) -> None:
-        dice, iou = dice_and_iou_per_image(logits, masks, self.opt.threshold)
+        """``[N, classes]`` scores of a batch: one column (the object) for binary masks."""
+        if self.binary:
+            dice, iou = dice_and_iou_per_image(logits, masks, self.opt.threshold)
+            dice, iou = dice[:, None], iou[:, None]
+        else:
+            dice, iou = class_dice_and_iou_per_image(logits, masks)
         self.scores[f"dice{suffix}"].append(dice.cpu())
         self.scores[f"iou{suffix}"].append(iou.cpu())
 
     def save_pictures(self, index: int, image: Tensor, mask: Tensor, pred: Tensor) -> None:
         stem = self.save_path / self.data.test.ids[index]
+        top = max(1, self.data_info.num_classes - 1)  # classes as grey levels, the last white
+        mask, pred = mask / top, pred / top
         save_image(image, f"{stem}_image.png")
         save_image(mask, f"{stem}_mask.png")
         save_image(pred, f"{stem}_pred.png")
@@ -98,13 +118,22 @@ class SegEvaluator(EvaluatorBase):
 
     def compute(self) -> dict[str, Any]:
         scores = {name: torch.cat(values) for name, values in self.scores.items()}
+        names = self.data_info.class_names
         return {
-            **{name: values.mean().item() for name, values in scores.items()},
+            **{name: values[:, self.objects].mean().item() for name, values in scores.items()},
             "images": len(scores["dice"]),
             "threshold": self.opt.threshold,
             "resolution": ", ".join(sorted(self.resolutions)),
             "img_scale": self.cfg.img_scale,
-            "per_image_dice": dict(zip(self.data.test.ids, scores["dice"].tolist(), strict=True)),
+            "per_class_dice": dict(zip(names, scores["dice"].mean(0).tolist(), strict=True)),
+            "per_class_iou": dict(zip(names, scores["iou"].mean(0).tolist(), strict=True)),
+            "per_image_dice": dict(
+                zip(
+                    self.data.test.ids,
+                    scores["dice"][:, self.objects].mean(1).tolist(),
+                    strict=True,
+                )
+            ),
         }
 
     def report(self, metrics: dict[str, Any]) -> None:
@@ -122,6 +151,10 @@ class SegEvaluator(EvaluatorBase):
             metrics["iou_at_train_scale"],
             metrics["img_scale"],
         )
+        if not self.binary:
+            log.info("per class (dice, iou at full resolution); the mean is of the objects:")
+            for name, dice in metrics["per_class_dice"].items():
+                log.info("  %-16s %.4f  %.4f", name, dice, metrics["per_class_iou"][name])
         worst = sorted(metrics["per_image_dice"].items(), key=lambda item: item[1])[:3]
         log.info("lowest dice: %s", ", ".join(f"{name} {value:.4f}" for name, value in worst))
         if self.opt.viz:
@@ -150,21 +183,25 @@ class SegEvaluator(EvaluatorBase):
         self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]
     ) -> None:
         for path, logits, size in zip(paths, outputs, sizes, strict=True):
-            probs = upsample(logits.unsqueeze(0), size)[0, 0].sigmoid()
-            mask = ((probs > self.opt.threshold).to(torch.uint8) * 255).cpu().numpy()
-            Image.fromarray(mask).save(self.mask_path(path))
+            pred = predicted_classes(upsample(logits.unsqueeze(0), size), self.opt.threshold)
+            classes = pred[0, 0].cpu().numpy()
+            if self.binary:
+                Image.fromarray(classes * 255).save(self.mask_path(path))
+            else:
+                index_image(classes, self.data_info.num_classes).save(self.mask_path(path))
             if path in self.pictured:
-                overlay = mask_overlay(open_image(path).convert("RGB"), mask)
+                photo = open_image(path).convert("RGB")
+                overlay = mask_overlay(photo, classes, max(2, self.data_info.num_classes))
                 overlay.save(self.overlay_path(path))
 
 
 def build_seg_eval_parser() -> argparse.ArgumentParser:
-    parser = build_eval_parser("Evaluate a Carvana segmentation checkpoint, or segment images.")
+    parser = build_eval_parser("Evaluate a segmentation checkpoint, or segment image files.")
     parser.add_argument(
         "--threshold",
         type=open_fraction,
         default=0.5,
-        help="probability above which a pixel is car, in the scores and the masks",
+        help="binary masks: probability above which a pixel is the object, in scores and masks",
     )
     parser.add_argument(
         "--viz",

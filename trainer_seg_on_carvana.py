@@ -1,8 +1,11 @@
-"""Train a binary segmentation model (UNet or UNet++) on Carvana car masks.
+"""Train a segmentation model (UNet or UNet++) on Carvana car masks, or on your own
+``images/`` + ``masks/`` folders (binary masks, or masks of classes 0..K-1).
 
     python trainer_seg_on_carvana.py --proj_name SegOnCarvana --model_type UNet \
         --data_type Carvana --output_dir ./Results/Carvana/ --gpu_devices 0 \
         --data_dir ./Dataset/Carvana/
+    python trainer_seg_on_carvana.py --data_type SegFolder --data_dir ./my_data \
+        --mask_suffix _mask --group_pattern '^([^_]+)_'
 """
 
 import argparse
@@ -10,11 +13,11 @@ import argparse
 import torch
 from torch import Tensor, nn
 
-from loss.dice_loss import BCEDiceLoss
+from loss.dice_loss import BCEDiceLoss, CEDiceLoss
 from trainer import TrainerBase, build_parser
 from utils.augment import random_hflip
 from utils.cli import run_main
-from utils.metrics import dice_and_iou_per_image
+from utils.metrics import class_dice_and_iou_per_image, dice_and_iou_per_image, predicted_classes
 from utils.plots import seg_panel
 
 PANELS = 4  # validation images shown in TensorBoard
@@ -27,20 +30,32 @@ def final_logits(outputs: Tensor | list[Tensor]) -> Tensor:
 
 
 class SegTrainer(TrainerBase):
-    """BCE + Dice loss (averaged over deep-supervision heads), Dice and IoU at threshold 0.5."""
+    """Binary masks: BCE + Dice loss, Dice and IoU at threshold 0.5. Masks of ``K > 1``
+    classes: cross-entropy + Dice over the classes, Dice and IoU of the arg-max averaged over
+    the object classes (the background left out). Losses average over deep-supervision heads.
+    """
 
     EVAL_SCRIPT = "eval_seg_on_carvana.py"
 
+    @property
+    def binary(self) -> bool:
+        """Whether the masks are binary: one output channel, foreground or not."""
+        return self.data.num_classes == 1
+
     def build_loss(self) -> nn.Module:
-        return BCEDiceLoss()
+        return BCEDiceLoss() if self.binary else CEDiceLoss()
 
     def compute_loss(self, outputs: Tensor | list[Tensor], targets: Tensor) -> Tensor:
         heads = outputs if isinstance(outputs, list) else [outputs]
         return sum(self.criterion(head, targets) for head in heads) / len(heads)
 
     def compute_metrics(self, outputs: Tensor | list[Tensor], targets: Tensor) -> dict[str, Tensor]:
-        dice, iou = dice_and_iou_per_image(final_logits(outputs), targets)
-        return {"dice": dice.mean(), "iou": iou.mean()}
+        logits = final_logits(outputs)
+        if self.binary:
+            dice, iou = dice_and_iou_per_image(logits, targets)
+            return {"dice": dice.mean(), "iou": iou.mean()}
+        dice, iou = class_dice_and_iou_per_image(logits, targets)
+        return {"dice": dice[:, 1:].mean(), "iou": iou[:, 1:].mean()}
 
     def augment(self, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """``--flip`` mirrors each chosen image together with its mask."""
@@ -54,15 +69,17 @@ class SegTrainer(TrainerBase):
         samples = [self.data.val[i] for i in range(min(PANELS, len(self.data.val)))]
         images = torch.stack([image for image, _ in samples]).to(self.device)
         self.net.eval()  # the model without DDP: only rank 0 runs this, with no collectives
-        preds = (final_logits(self.net(images)).sigmoid() > 0.5).float().cpu()
+        preds = predicted_classes(final_logits(self.net(images))).cpu()
+        top = max(1, self.data.num_classes - 1)  # classes as grey levels, the last one white
         panels = [
-            seg_panel(img, mask, pred) for (img, mask), pred in zip(samples, preds, strict=True)
+            seg_panel(img, mask / top, pred / top)
+            for (img, mask), pred in zip(samples, preds, strict=True)
         ]
         self.writer.add_images("val/panels", torch.stack(panels), self.global_step)
 
 
 def build_seg_parser() -> argparse.ArgumentParser:
-    parser = build_parser("Train UNet / UNet++ on Carvana car masks.")
+    parser = build_parser("Train UNet / UNet++ on Carvana car masks or your own image folders.")
     parser.set_defaults(
         proj_name="SegOnCarvana",
         model_type="UNet",

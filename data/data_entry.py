@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from data import carvana, fashion_mnist, memory, pairs
+from data import carvana, fashion_mnist, image_folder, memory, pairs, seg_folder
 from data.image_files import add_cache_options
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
@@ -45,10 +45,26 @@ DATASETS: dict[str, DatasetEntry] = {
     "FashionMNIST": DatasetEntry(
         fashion_mnist.build_fashion_mnist, fashion_mnist.load_input, (memory.add_options,)
     ),
+    "ImageFolder": DatasetEntry(
+        image_folder.build_image_folder,
+        image_folder.load_input,
+        (image_folder.add_options, add_cache_options, memory.add_options),
+    ),
     "Carvana": DatasetEntry(
         carvana.build_carvana,
         pairs.load_input,
         (pairs.add_options, add_cache_options, add_augment_options, memory.add_options),
+    ),
+    "SegFolder": DatasetEntry(
+        seg_folder.build_seg_folder,
+        pairs.load_input,
+        (
+            pairs.add_options,
+            seg_folder.add_options,
+            add_cache_options,
+            add_augment_options,
+            memory.add_options,
+        ),
     ),
 }
 

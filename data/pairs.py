@@ -215,6 +215,20 @@ def cache_pair(pair: Pair, scale: float, cache_dir: Path) -> Path:
     return path
 
 
+def cache_pairs(pairs: list[Pair], scale: float, cache_dir: Path) -> list[Path]:
+    """The cached arrays of every pair, decoded now where absent or stale, on two threads
+    (PIL decodes without the GIL)."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(
+            f"--cache_dir {cache_dir}: cannot create it ({err.strerror}); "
+            "expected a writable directory"
+        ) from None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda pair: cache_pair(pair, scale, cache_dir), pairs))
+
+
 def values_present(pair: Pair, cached: Path | None) -> set[int]:
     """The values of ``pair``'s mask, from its cache entry or, without one, its file."""
     if cached is None:
@@ -249,15 +263,7 @@ class PairDataset(Dataset):
         self.num_classes = num_classes
         self.files: list[Path] | None = None
         if cache_dir is not None:
-            try:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise UsageError(
-                    f"--cache_dir {cache_dir}: cannot create it ({err.strerror}); "
-                    "expected a writable directory"
-                ) from None
-            with ThreadPoolExecutor(max_workers=2) as pool:  # PIL decodes without the GIL
-                self.files = list(pool.map(lambda p: cache_pair(p, scale, cache_dir), pairs))
+            self.files = cache_pairs(pairs, scale, cache_dir)
             for pair, file in zip(pairs, self.files, strict=True):
                 check_values(values_present(pair, file), num_classes, pair.mask)
 

@@ -6,6 +6,9 @@ the shapes. Images are JPEG and masks single-frame palette GIFs with values {0, 
 ships them::
 
     python -m data.synthetic_carvana ./Dataset/SyntheticCarvana --cars 12
+
+:func:`write_seg_folder` writes pairs in Kaggle's layout (these, or the real ones) out in the
+``images/`` + ``masks/`` layout of ``--data_type SegFolder``, binary or with two classes.
 """
 
 import random
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data.carvana import IMAGE_DIR, MASK_DIR, MASK_SUFFIX
+from data.carvana import IMAGE_DIR, MASK_DIR, MASK_SUFFIX, find_pairs
 from utils.cli import ArgumentParser, positive_int, run_main
 from utils.errors import UsageError
 
@@ -85,6 +88,28 @@ def write_synthetic_carvana(
             mask.save(root / MASK_DIR / f"{name}{MASK_SUFFIX}")
             ids.append(name)
     return ids
+
+
+def write_seg_folder(carvana: Path, out: Path, halves: bool = False) -> int:
+    """Write the pairs of ``carvana`` (Kaggle's layout) as ``out/images/<id>.png`` and
+    ``out/masks/<id>_mask.png``, pixel for pixel; return how many.
+
+    Masks are 0/255 PNGs; with ``halves`` they are index PNGs of three classes instead: the
+    background 0, the car's pixels in the left half of the image 1, in the right half 2.
+    """
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    pairs = find_pairs(carvana)
+    for pair in pairs:
+        Image.open(pair.image).convert("RGB").save(out / "images" / f"{pair.id}.png")
+        car = np.array(Image.open(pair.mask)) > 0
+        if halves:
+            labels = car.astype(np.uint8)
+            labels[:, car.shape[1] // 2 :] *= 2
+        else:
+            labels = car.astype(np.uint8) * 255
+        Image.fromarray(labels).save(out / "masks" / f"{pair.id}_mask.png")
+    return len(pairs)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,8 @@
-"""Soft Dice loss for binary segmentation, alone and combined with BCE."""
+"""Soft Dice loss for segmentation: binary (alone and with BCE) and over classes (with
+cross-entropy)."""
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -53,3 +55,37 @@ class BCEDiceLoss(nn.Module):
         bce = self.bce(logits, targets.to(logits.dtype))
         dice = soft_dice_loss(logits, targets, self.smooth)
         return self.bce_weight * bce + self.dice_weight * dice
+
+
+def soft_dice_loss_over_classes(logits: Tensor, targets: Tensor, smooth: float = 1.0) -> Tensor:
+    """One minus the soft Dice between ``softmax(logits)`` and one-hot ``targets``, averaged
+    over images and classes (the background included), each image and class scored alone.
+
+    ``logits`` are ``(N, K, H, W)``, ``targets`` ``(N, H, W)`` class indices.
+    """
+    if smooth <= 0:
+        raise ValueError(f"smooth must be positive, got {smooth}")
+    probs = torch.softmax(logits, dim=1).flatten(2)
+    one_hot = F.one_hot(targets.flatten(1), logits.shape[1]).transpose(1, 2).to(probs.dtype)
+    intersection = (probs * one_hot).sum(dim=2)
+    dice = (2 * intersection + smooth) / (probs.sum(dim=2) + one_hot.sum(dim=2) + smooth)
+    return 1 - dice.mean()
+
+
+class CEDiceLoss(nn.Module):
+    """Cross-entropy plus soft Dice over classes, for masks of ``K > 1`` classes.
+
+    Takes the masks as the data gives them, ``(N, 1, H, W)`` float class indices.
+    """
+
+    def __init__(self, ce_weight: float = 1.0, dice_weight: float = 1.0, smooth: float = 1.0):
+        super().__init__()
+        self.ce_weight = ce_weight
+        self.dice_weight = dice_weight
+        self.smooth = smooth
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        classes = targets[:, 0].long()
+        ce = F.cross_entropy(logits, classes)
+        dice = soft_dice_loss_over_classes(logits, classes, self.smooth)
+        return self.ce_weight * ce + self.dice_weight * dice

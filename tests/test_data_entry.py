@@ -161,12 +161,17 @@ def test_each_dataset_names_its_input_preprocessing(tmp_path):
     """``input_loader`` picks the ``load_input`` of ``--data_type`` from the registry."""
     path = tmp_path / "photo.png"
     Image.new("RGB", (40, 30), (200, 100, 0)).save(path)
-    info = DataInfo((), 1, ("a",))
+    info = DataInfo((1, 12, 16), 1, ("a",), (0.5,), (0.25,))  # ImageFolder: the shape to make
     shapes = {
         name: tuple(input_loader(Namespace(data_type=name, img_scale=0.5), info)(path).shape)
         for name in DATASETS
     }
-    assert shapes == {"FashionMNIST": (1, 28, 28), "Carvana": (3, 15, 20)}
+    assert shapes == {
+        "FashionMNIST": (1, 28, 28),
+        "ImageFolder": (1, 12, 16),
+        "Carvana": (3, 15, 20),
+        "SegFolder": (3, 15, 20),
+    }
 
 
 def test_fashion_mnist_image_files_become_the_dataset_inputs(fashion_mnist_root, tmp_path):

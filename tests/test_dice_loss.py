@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from loss.dice_loss import BCEDiceLoss, DiceLoss, soft_dice_loss
+from loss.dice_loss import (
+    BCEDiceLoss,
+    CEDiceLoss,
+    DiceLoss,
+    soft_dice_loss,
+    soft_dice_loss_over_classes,
+)
 
 
 def _random_batch(seed: int, n: int = 4, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,3 +115,37 @@ def test_bce_dice_gradient_flows():
     BCEDiceLoss(0.5, 1.5)(logits, targets).backward()
     assert torch.isfinite(logits.grad).all()
     assert logits.grad.abs().sum().item() > 0
+
+
+def test_dice_over_classes_is_the_mean_of_each_class_scored_alone():
+    """Each class against the rest, as its own soft Dice: the loss is one minus their mean."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, 5, 6, generator=generator)
+    targets = torch.randint(0, 4, (3, 5, 6), generator=generator)
+    probs = torch.softmax(logits, dim=1)
+    per_class = []
+    for k in range(4):
+        truth = (targets == k).float().flatten(1)
+        p = probs[:, k].flatten(1)
+        per_class.append((2 * (p * truth).sum(1) + 1) / (p.sum(1) + truth.sum(1) + 1))
+    expected = 1 - torch.stack(per_class).mean()
+    torch.testing.assert_close(soft_dice_loss_over_classes(logits, targets), expected)
+
+
+def test_dice_over_classes_of_a_confident_right_answer_is_zero():
+    targets = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(1))
+    logits = 50 * torch.nn.functional.one_hot(targets, 3).permute(0, 3, 1, 2).float()
+    assert soft_dice_loss_over_classes(logits, targets).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_ce_dice_is_cross_entropy_plus_dice_of_the_masks_class_indices():
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 3, 4, 4, generator=generator, requires_grad=True)
+    classes = torch.randint(0, 3, (2, 4, 4), generator=generator)
+    loss = CEDiceLoss(ce_weight=0.5, dice_weight=2.0)(logits, classes[:, None].float())
+    expected = 0.5 * nn.functional.cross_entropy(logits, classes) + 2.0 * (
+        soft_dice_loss_over_classes(logits, classes)
+    )
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0

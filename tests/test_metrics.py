@@ -8,10 +8,12 @@ import torch
 
 from utils.metrics import (
     accuracy,
+    class_dice_and_iou_per_image,
     confusion_matrix,
     dice_per_image,
     iou_per_image,
     per_class_accuracy,
+    predicted_classes,
 )
 
 
@@ -142,3 +144,30 @@ def test_segmentation_metrics_reject_mismatched_shapes():
     logits, masks = _segmentation_batch()
     with pytest.raises(ValueError, match="differ"):
         dice_per_image(logits, masks[:, 0])
+
+
+def test_dice_and_iou_per_class_match_a_hand_count():
+    """One 2x3 image of classes 0..2: the arg-max against the mask, class by class."""
+    mask = torch.tensor([[[0, 1, 1], [2, 2, 0]]])[None]  # [1, 1, 2, 3]
+    pred = torch.tensor([[0, 1, 2], [2, 0, 0]])
+    logits = torch.nn.functional.one_hot(pred, 3).permute(2, 0, 1)[None].float()
+    dice, iou = class_dice_and_iou_per_image(logits, mask)
+    # class 0: pred {0,4,5}, true {0,5}; class 1: pred {1}, true {1,2}; class 2: {2,3} vs {3,4}
+    torch.testing.assert_close(dice, torch.tensor([[4 / 5, 2 / 3, 1 / 2]]))
+    torch.testing.assert_close(iou, torch.tensor([[2 / 3, 1 / 2, 1 / 3]]))
+
+
+def test_a_class_absent_from_mask_and_prediction_scores_one():
+    mask = torch.zeros(1, 1, 2, 2)
+    logits = torch.tensor([5.0, 0.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    dice, iou = class_dice_and_iou_per_image(logits, mask)
+    assert dice.tolist() == [[1.0, 1.0, 1.0]] and iou.tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_predicted_classes_threshold_one_channel_and_take_the_arg_max_of_several():
+    one = torch.tensor([-1.0, 0.2, 3.0]).view(1, 1, 1, 3)
+    assert predicted_classes(one).flatten().tolist() == [0, 1, 1]
+    assert predicted_classes(one, threshold=0.6).flatten().tolist() == [0, 0, 1]
+    several = torch.tensor([[0.0, 2.0], [1.0, 0.0], [3.0, 1.0]]).view(1, 3, 1, 2)
+    assert predicted_classes(several).flatten().tolist() == [2, 0]
+    assert predicted_classes(several).dtype == torch.uint8

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from utils.plots import mask_overlay, save_confusion_matrix, seg_panel
+from utils.plots import class_colours, index_image, mask_overlay, save_confusion_matrix, seg_panel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -62,3 +62,22 @@ def test_mask_overlay_tints_only_the_masked_pixels():
     assert (overlay[mask == 0] == (0, 100, 200)).all()
     halfway_to_red = np.array([127.5, 50, 100])
     assert (np.abs(overlay[mask > 0] - halfway_to_red) <= 1).all()
+
+
+def test_an_index_image_holds_the_classes_and_shows_their_colours(tmp_path):
+    classes = np.array([[0, 1, 2], [3, 3, 0]], dtype=np.uint8)
+    index_image(classes, 4).save(tmp_path / "pred.png")
+    back = Image.open(tmp_path / "pred.png")
+    assert back.mode == "P" and np.array_equal(np.asarray(back), classes)
+    shown = np.asarray(back.convert("RGB"))
+    assert np.array_equal(shown, class_colours(4)[classes])
+    assert len({tuple(c) for c in class_colours(12)}) == 12  # every class its own colour
+
+
+def test_mask_overlay_tints_each_class_toward_its_colour():
+    image = Image.new("RGB", (3, 1), (0, 0, 0))
+    classes = np.array([[0, 1, 2]], dtype=np.uint8)
+    overlay = np.asarray(mask_overlay(image, classes, num_classes=3)).astype(int)
+    colours = class_colours(3).astype(int)
+    assert (overlay[0, 0] == 0).all()
+    assert (np.abs(overlay[0, 1:] - colours[1:] / 2) <= 1).all()

@@ -99,7 +99,7 @@ def test_the_start_says_where_on_what_and_with_how_many_processes(tmp_path, capl
         record.start([0, 1], DistInfo(rank=0, world_size=2), precision, data, torch.nn.Linear(2, 2))
     assert f"run dir {tmp_path}" in caplog.text
     assert "device cuda:0, cuda:1 (rank 0 of 2 DDP processes)" in caplog.text
-    assert "data Toy: train 8, val 2, test 3 samples" in caplog.text
+    assert "data Toy: train 8, val 2, test 3 samples; classes a, b, c" in caplog.text
     assert "amp off (as asked); channels_last off" in caplog.text
 
 

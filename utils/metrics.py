@@ -1,4 +1,5 @@
-"""Metrics: classification (accuracy, confusion matrix) and binary segmentation (Dice, IoU)."""
+"""Metrics: classification (accuracy, confusion matrix) and segmentation (Dice, IoU), binary
+and over classes."""
 
 import torch
 
@@ -65,3 +66,29 @@ def iou_per_image(
 ) -> torch.Tensor:
     """``(N,)`` IoU of each image, as in :func:`dice_and_iou_per_image`."""
     return dice_and_iou_per_image(logits, masks, threshold)[1]
+
+
+def predicted_classes(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """``(N, 1, H, W)`` uint8 masks from logits: ``sigmoid > threshold`` for one channel (binary),
+    the arg-max class for several."""
+    if logits.shape[1] == 1:
+        return (torch.sigmoid(logits) > threshold).to(torch.uint8)
+    return logits.argmax(dim=1, keepdim=True).to(torch.uint8)
+
+
+def class_dice_and_iou_per_image(
+    logits: torch.Tensor, masks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, K)`` Dice and IoU of each image and class, for ``(N, K, H, W)`` logits (arg-max)
+    and ``(N, 1, H, W)`` masks of class indices. A class absent from an image and from its
+    prediction scores 1, as an empty binary mask predicted empty does."""
+    classes = logits.shape[1]
+    preds = torch.nn.functional.one_hot(logits.argmax(dim=1).flatten(1), classes).bool()
+    truth = torch.nn.functional.one_hot(masks[:, 0].long().flatten(1), classes).bool()
+    intersection = (preds & truth).sum(dim=1).float()
+    total = preds.sum(dim=1).float() + truth.sum(dim=1).float()
+    union = total - intersection
+    ones = torch.ones_like(total)
+    dice = torch.where(total > 0, 2 * intersection / total.clamp(min=1), ones)
+    iou = torch.where(union > 0, intersection / union.clamp(min=1), ones)
+    return dice, iou

@@ -42,8 +42,30 @@ def seg_panel(image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> to
     return torch.cat([image, mask.expand_as(image), pred.expand_as(image)], dim=2)
 
 
-def mask_overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
-    """``image`` (RGB) with the pixels where ``mask`` (``HxW``, nonzero = object) is set tinted
-    red: how a predicted mask fits the photo, at a glance."""
-    tinted = Image.blend(image, Image.new("RGB", image.size, (255, 0, 0)), 0.5)
-    return Image.composite(tinted, image, Image.fromarray((mask > 0).astype(np.uint8) * 255))
+def class_colours(num_classes: int) -> np.ndarray:
+    """``[K, 3]`` uint8 colours of ``K`` classes: black background, red first class (as a binary
+    mask's overlay), then matplotlib's tab10 colours, repeated past them."""
+    from matplotlib import colormaps
+
+    tab10 = np.round(np.array(colormaps["tab10"].colors) * 255).astype(np.uint8)
+    more = np.resize(tab10, (max(0, num_classes - 2), 3))
+    return np.vstack([[[0, 0, 0], [255, 0, 0]], more]).astype(np.uint8)[:num_classes]
+
+
+def index_image(classes: np.ndarray, num_classes: int) -> Image.Image:
+    """An ``HxW`` array of class indices as a palette PNG's image: its pixels are the indices
+    (what a program reads back), its palette the class colours (what a viewer shows)."""
+    height, width = classes.shape
+    image = Image.frombytes("P", (width, height), classes.astype(np.uint8).tobytes())
+    image.putpalette(class_colours(num_classes).ravel().tolist())
+    return image
+
+
+def mask_overlay(image: Image.Image, mask: np.ndarray, num_classes: int = 2) -> Image.Image:
+    """``image`` (RGB) with each object pixel blended halfway toward its class colour: how a
+    predicted mask fits the photo, at a glance. ``mask`` is ``HxW``: nonzero = object for a
+    binary mask (``num_classes`` 2, tinted red), else class indices ``0..K-1``."""
+    classes = (mask > 0).astype(np.uint8) if num_classes == 2 else mask.astype(np.uint8)
+    colours = Image.fromarray(class_colours(max(num_classes, 2))[classes])
+    tinted = Image.blend(image, colours, 0.5)
+    return Image.composite(tinted, image, Image.fromarray((classes > 0).astype(np.uint8) * 255))

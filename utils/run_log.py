@@ -105,7 +105,13 @@ class RunLog:
         amp, channels_last, layout_why = precision
         log_precision(amp, channels_last, self.opt.channels_last, layout_why)
         sizes = (len(data.train), len(data.val), len(data.test))
-        log.info("data %s: train %d, val %d, test %d samples", self.opt.data_type, *sizes)
+        names = ", ".join(data.class_names)
+        log.info(
+            "data %s: train %d, val %d, test %d samples; classes %s",
+            self.opt.data_type,
+            *sizes,
+            names if len(names) <= 200 else f"{len(data.class_names)} ({names[:200]}...)",
+        )
         log.info("model %s\n%s", self.opt.model_type, describe_model(unwrap_model(model)))
 
     def fast_dev_run(
