@@ -2,7 +2,7 @@
 
 Writes the Carvana pairs (Kaggle's layout) out as ``OUT/images/<id>.png`` +
 ``OUT/masks/<id>_mask.png``, pixel for pixel, and once more with masks of three classes (the
-car's pixels in the left half of the image class 1, in the right half class 2). Then trains the
+car's upper half class 1, its lower half class 2). Then trains the
 segmentation task's recipe on one fold three times, with the same epochs and seed: on
 ``--data_type Carvana``, on the binary folders and on the three-class folders, the last two
 with ``--group_pattern '^([^_]+)_'`` so that the folds are the same cars. Prints each best

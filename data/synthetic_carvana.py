@@ -95,7 +95,9 @@ def write_seg_folder(carvana: Path, out: Path, halves: bool = False) -> int:
     ``out/masks/<id>_mask.png``, pixel for pixel; return how many.
 
     Masks are 0/255 PNGs; with ``halves`` they are index PNGs of three classes instead: the
-    background 0, the car's pixels in the left half of the image 1, in the right half 2.
+    background 0, the car's upper half 1 (roof and windows) and its lower half 2 (doors and
+    wheels), cut at the middle row of the car. Classes told apart by what they look like, which
+    flips and small rotations keep, unlike a left and a right half.
     """
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,9 @@ def write_seg_folder(carvana: Path, out: Path, halves: bool = False) -> int:
         car = np.array(Image.open(pair.mask)) > 0
         if halves:
             labels = car.astype(np.uint8)
-            labels[:, car.shape[1] // 2 :] *= 2
+            rows = np.flatnonzero(car.any(axis=1))
+            if len(rows):
+                labels[(rows[0] + rows[-1] + 1) // 2 :] *= 2
         else:
             labels = car.astype(np.uint8) * 255
         Image.fromarray(labels).save(out / "masks" / f"{pair.id}_mask.png")
