@@ -13,4 +13,7 @@ from tests.toy_task import main
 if __name__ == "__main__":
     main()
     names = sorted(comm.read_text().strip() for comm in Path("/proc/self/task").glob("*/comm"))
-    print(f"rank {os.environ['RANK']} threads after train: {' '.join(names)}")
+    # One write() of the whole line: both ranks share one stdout, and print() may write the
+    # text and its newline apart, so that the other rank's line lands between them.
+    line = f"rank {os.environ['RANK']} threads after train: {' '.join(names)}\n"
+    os.write(1, line.encode())
