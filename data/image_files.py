@@ -38,15 +38,32 @@ def cache_folder(opt: Namespace, root: Path, name: str) -> Path | None:
     return (Path(opt.cache_dir) if opt.cache_dir else root / ".cache") / name
 
 
+# What PIL raises for a file that is no image, or a broken one (SyntaxError: some headers).
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def unreadable(path: Path, err: Exception) -> UsageError:
+    """The one-line error of an image file PIL could not read."""
+    return UsageError(f"cannot read {path} ({err}); expected a valid image file")
+
+
 def open_image(path: Path) -> Image.Image:
     """The image at ``path``, decoded now; an unreadable file is a UsageError naming it."""
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        # PIL raises SyntaxError for some broken headers; all of these mean a bad file.
-        raise UsageError(f"cannot read {path} ({err}); expected a valid image file") from None
+    except UNREADABLE as err:
+        raise unreadable(path, err) from None
     return image
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """The ``(width, height)`` of the image at ``path``, from its header alone."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except UNREADABLE as err:
+        raise unreadable(path, err) from None
 
 
 def is_image_file(path: Path) -> bool:

@@ -29,7 +29,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from data.image_files import cache_folder, open_image
+from data.image_files import cache_folder, header_size, open_image
 from data.memory import TensorSplit
 from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.atomic import atomic_write
@@ -175,20 +175,41 @@ def decode_pair(pair: Pair, scale: float) -> tuple[np.ndarray, np.ndarray, np.nd
     """Decode and resize one pair: ``(HxWx3 uint8 image, HxW uint8 mask values, the values
     present at full resolution)``.
 
-    Images resize bilinear, masks nearest (interpolated labels would be no class).
+    Images resize bilinear, masks nearest (interpolated labels would be no class); a mask has
+    its image's size (:func:`check_sizes`).
     """
     image, mask = open_image(pair.image), open_image(pair.mask)
-    if mask.size != image.size:
-        raise UsageError(
-            f"mask {pair.mask} is {mask.size[0]}x{mask.size[1]} but its image is "
-            f"{image.size[0]}x{image.size[1]}; expected the same size"
-        )
     values = mask_values(mask)
     present = present_values(values)
     if scale != 1.0:
         size = scaled_size(image.size, scale)
         values = np.array(Image.fromarray(values).resize(size, Image.Resampling.NEAREST))
     return scale_image(image, scale), values, present
+
+
+def check_sizes(pairs: list[Pair], scale: float) -> None:
+    """Refuse, in one line naming the file, a mask whose size is not its image's, or an image
+    that does not come to the first one's size at ``scale``: a batch stacks them. Read from the
+    files' headers alone."""
+
+    def sizes(pair: Pair) -> tuple[tuple[int, int], tuple[int, int]]:
+        return header_size(pair.image), header_size(pair.mask)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # opening files may wait on a disk
+        found = list(pool.map(sizes, pairs))
+    first = scaled_size(found[0][0], scale)
+    for pair, (image, mask) in zip(pairs, found, strict=True):
+        if mask != image:
+            raise UsageError(
+                f"mask {pair.mask} is {mask[0]}x{mask[1]} but its image is "
+                f"{image[0]}x{image[1]}; expected the same size"
+            )
+        if (size := scaled_size(image, scale)) != first:
+            raise UsageError(
+                f"image {pair.image} is {size[0]}x{size[1]} at --img_scale {scale:g}, but "
+                f"{pairs[0].image} is {first[0]}x{first[1]}; expected images of one size "
+                "(a batch stacks them)"
+            )
 
 
 def _signature(pair: Pair) -> np.ndarray:
@@ -308,14 +329,8 @@ def in_memory_split(dataset: PairDataset, augment: PairAugment | None) -> Tensor
     height, width, channels = image.shape
     images = torch.empty(len(dataset), channels, height, width, dtype=torch.uint8)
     masks = torch.empty(len(dataset), 1, height, width, dtype=torch.uint8)
-    for index, pair in enumerate(dataset.pairs):
+    for index in range(len(dataset)):  # one size: checked by check_sizes
         image, labels = dataset.arrays(index)
-        if image.shape != (height, width, channels):
-            raise UsageError(
-                f"image {pair.image} is {image.shape[1]}x{image.shape[0]} at --img_scale "
-                f"{dataset.scale:g}, but {dataset.pairs[0].image} is {width}x{height}; "
-                "--in_memory True needs images of one size (or pass --in_memory False)"
-            )
         images[index] = torch.from_numpy(image).permute(2, 0, 1)
         masks[index, 0] = torch.from_numpy(labels)
     return TensorSplit(images, masks, (0.0,) * channels, (1.0,) * channels, augment)
@@ -327,6 +342,7 @@ def build_pair_splits(
     """Splits by group (``val_ratio``, ``test_ratio``; or k folds of groups with ``folds`` and
     ``fold``), resized by ``img_scale``, cached under ``root``; the training split augmented by
     ``augment``; training and validation held as tensors with ``in_memory``."""
+    check_sizes(pairs, opt.img_scale)
     folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
     if folds:
         train, val, test = fold_by_group(pairs, folds, opt.fold, opt.val_ratio, opt.seed)

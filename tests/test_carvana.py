@@ -16,6 +16,7 @@ from data.pairs import (
     BINARY,
     Pair,
     PairDataset,
+    check_sizes,
     decode_pair,
     fold_by_group,
     load_input,
@@ -97,7 +98,7 @@ def test_mask_of_another_size_is_named(small):
     pair = find_pairs(small)[0]
     Image.new("P", (31, 24)).save(pair.mask)
     with pytest.raises(UsageError, match=f"mask {pair.mask} is 31x24 but its image is 32x24"):
-        decode_pair(pair, 1.0)
+        check_sizes(find_pairs(small), 1.0)
 
 
 def test_mask_values_must_be_binary(small):

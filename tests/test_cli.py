@@ -4,6 +4,7 @@ import argparse
 import shlex
 
 import pytest
+from torch.utils.data import DataLoader, Dataset
 
 from utils.cli import (
     PROJECT_ROOT,
@@ -158,6 +159,30 @@ def test_under_torchrun_an_error_of_every_rank_is_printed_by_rank_0_alone(
 def test_usage_errors_belong_to_one_rank_unless_said():
     assert not UsageError("a bad file").every_rank
     assert UsageError("agreed", every_rank=True).every_rank
+
+
+class BadFile(Dataset):
+    """A dataset whose item 1 is a bad file, found when a worker reads it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        if index == 1:
+            raise UsageError("cannot read b.png (truncated); expected a valid image file")
+        return index
+
+
+def test_a_usage_error_of_a_dataloader_worker_is_its_one_line(capsys):
+    def main():
+        for _ in DataLoader(BadFile(), batch_size=1, num_workers=1):
+            pass
+
+    with pytest.raises(SystemExit) as info:
+        run_main(main)
+    assert info.value.code == 2
+    expected = "error: cannot read b.png (truncated); expected a valid image file\n"
+    assert capsys.readouterr().err == expected
 
 
 def test_run_main_lets_other_exceptions_propagate():

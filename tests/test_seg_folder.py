@@ -204,23 +204,27 @@ def test_a_bad_group_pattern_is_one_line(binary, pattern, message):
         find_pairs(binary, "_mask", pattern)
 
 
-def test_a_mask_of_another_size_is_named(binary):
+@pytest.mark.parametrize("in_memory", ["True", "False"])
+def test_a_mask_of_another_size_is_named(binary, in_memory):
     path = sorted((binary / "masks").iterdir())[2]
     Image.new("L", (31, 24)).save(path)
     with pytest.raises(UsageError, match=rf"mask {path} is 31x24 but its image is 32x24"):
-        build_seg_folder(options(binary))
+        build_seg_folder(options(binary, "--in_memory", in_memory, "--cache", "False"))
 
 
-def test_images_of_different_sizes_in_memory_are_one_line(binary):
-    per_sample = build_seg_folder(options(binary, "--in_memory", "False", "--cache", "False"))
-    path = per_sample.train.pairs[1].image
+@pytest.mark.parametrize("in_memory", ["True", "False"])
+def test_images_of_different_sizes_are_one_line(binary, in_memory):
+    """Batches stack images: sizes that differ are refused before training, on either path
+    (the test split, evaluated per sample, too)."""
+    pairs = find_pairs(binary, "_mask")
+    path, mask = pairs[1].image, pairs[1].mask
     Image.open(path).resize((40, 30)).save(path)
-    mask = per_sample.train.pairs[1].mask
     Image.open(mask).resize((40, 30), Image.Resampling.NEAREST).save(mask)
     with pytest.raises(
-        UsageError, match=rf"image {path} is 10x8 at --img_scale 0.25.* needs images of one size"
+        UsageError,
+        match=rf"image {path} is 10x8 at --img_scale 0.25, but .* expected images of one size",
     ):
-        build_seg_folder(options(binary))
+        build_seg_folder(options(binary, "--in_memory", in_memory, "--cache", "False"))
 
 
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(binary, tmp_path):
