@@ -48,7 +48,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "ImageFolder": DatasetEntry(
         image_folder.build_image_folder,
         image_folder.load_input,
-        (image_folder.add_options, add_cache_options, memory.add_options),
+        (image_folder.add_options, add_cache_options, add_augment_options, memory.add_options),
     ),
     "Carvana": DatasetEntry(
         carvana.build_carvana,

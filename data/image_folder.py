@@ -8,11 +8,15 @@ of its own is drawn from the training images class by class (``--val_ratio``,
 shape (``--img_size``, ``--channels``; by default those of the data) by :func:`image_pixels`,
 which prediction (:func:`load_input`) calls too, and normalised by the per-channel mean and std
 measured on the training split, which the checkpoint keeps: prediction needs no data folder.
+``--augment`` and ``--aug_<name>`` change the training images (flips, shifts, zooms,
+rotations, colours), drawn per sample so a resumed run draws what it drew before.
 
 A set whose pixels fit in :data:`IN_MEMORY_LIMIT` is decoded once (the uint8 arrays cached
 under ``--cache_dir``) into one tensor per split, batched on the device (``data/memory.py``);
 a larger one, or ``--in_memory False``, is read per sample in DataLoader workers. A file that
-cannot be read is skipped with a warning, and the others train.
+cannot be read is skipped with a warning, and the others train: found at the start (every
+file's header; on the in-memory path, its pixels too) it is counted and left out; found later
+by a worker (a JPEG cut short after its header), the next image stands in for it.
 """
 
 import argparse
@@ -34,7 +38,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from data.image_files import IMAGE_SUFFIXES, cache_folder, open_image
+from data.image_files import IMAGE_SUFFIXES, UNREADABLE, cache_folder, open_image, unreadable
 from data.memory import TensorSplit, affine, normalize
 from data.splits import (
     DataInfo,
@@ -45,6 +49,7 @@ from data.splits import (
     subsample_indices,
 )
 from utils.atomic import atomic_write
+from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
 from utils.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -180,8 +185,8 @@ def read_header(path: Path) -> Header:
         with Image.open(path) as image:
             header = Header((image.height, image.width), image.mode in GREY_MODES)
             image.verify()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UsageError(f"cannot read {path} ({err}); expected a valid image file") from None
+    except UNREADABLE as err:
+        raise unreadable(path, err) from None
     return header
 
 
@@ -391,7 +396,13 @@ def split_samples(
 class ImageFolderSplit(Dataset):
     """``(input float [C, H, W], label)`` of image files, each decoded when it is read (in
     DataLoader workers): the per-sample path of sets too large to hold, with the inputs of the
-    in-memory one."""
+    in-memory one. With ``augment``, each image is augmented on its uint8 pixels by draws
+    seeded from ``seed``, the epoch and its index, so the loader indexes it with
+    ``(epoch, index)``.
+
+    A file whose header read well but whose pixels do not (a truncated JPEG) is skipped with a
+    warning naming it: the next sample stands in for it, so the epoch keeps its batches.
+    """
 
     def __init__(
         self,
@@ -399,17 +410,43 @@ class ImageFolderSplit(Dataset):
         shape: tuple[int, int, int],
         mean: Sequence[float],
         std: Sequence[float],
+        augment: PairAugment | None = None,
+        seed: int = 0,
     ) -> None:
         self.samples = samples
         self.shape = shape
         self.scale, self.offset = affine(mean, std)
+        self.augment = augment
+        self.seed = seed
+        self.unreadable: set[Path] = set()  # warned of in this process
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        path, label = self.samples[index]
-        pixels = image_pixels(open_image(path), self.shape)
+    @property
+    def epoch_keyed(self) -> bool:
+        """Whether samples depend on the epoch (augmented), so keys are ``(epoch, index)``."""
+        return self.augment is not None
+
+    def readable(self, index: int) -> tuple[Tensor, int]:
+        """The uint8 pixels and label of sample ``index``, or of the next one that reads."""
+        self.samples[index]  # an index past the end is an IndexError, as for a list
+        for offset in range(len(self.samples)):
+            path, label = self.samples[(index + offset) % len(self.samples)]
+            try:
+                return image_pixels(open_image(path), self.shape), label
+            except UsageError as err:
+                if path not in self.unreadable:
+                    self.unreadable.add(path)
+                    log.warning("skipped: %s; the next image stands in for it", err)
+        raise UsageError(f"no image of this split can be read ({len(self.samples)} files)")
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        pixels, label = self.readable(index)
+        if self.augment is not None:
+            with seeded(sample_seed(self.seed, epoch, index)):
+                pixels, _ = self.augment(pixels)
         return normalize(pixels, self.scale, self.offset), label
 
 
@@ -432,10 +469,15 @@ def held_in_memory(opt: Namespace, count: int, shape: tuple[int, int, int]) -> b
 
 
 def tensor_splits(
-    opt: Namespace, root: Path, splits: list[list[Sample]], shape: tuple[int, int, int]
+    opt: Namespace,
+    root: Path,
+    splits: list[list[Sample]],
+    shape: tuple[int, int, int],
+    augment: PairAugment | None,
 ) -> tuple[list[TensorSplit], tuple[float, ...], tuple[float, ...]]:
-    """The splits as :class:`TensorSplit` s, decoded once (cached), and the mean and std of
-    the training split's pixels; a file that cannot be decoded is left out."""
+    """The splits as :class:`TensorSplit` s, decoded once (cached), the first (training) one
+    augmented by ``augment``, and the mean and std of the training split's pixels; a file that
+    cannot be decoded is left out."""
     paths = sorted({s.path for split in splits for s in split}, key=str)
     images, errors = decode_cached(paths, shape, root, cache_folder(opt, root, "image_folder"))
     warn_unreadable([e for e in errors if e], len(paths))
@@ -446,14 +488,23 @@ def tensor_splits(
         index = torch.tensor([row[s.path] for s in readable], dtype=torch.long)
         picked.append((images[index], torch.tensor(labels_of(readable), dtype=torch.long)))
     mean, std = pixel_stats(picked[0][0])
-    return [TensorSplit(images, labels, mean, std) for images, labels in picked], mean, std
+    augments = [augment] + [None] * (len(picked) - 1)
+    tensors = [
+        TensorSplit(images, labels, mean, std, aug)
+        for (images, labels), aug in zip(picked, augments, strict=True)
+    ]
+    return tensors, mean, std
 
 
 def sample_splits(
-    opt: Namespace, splits: list[list[Sample]], shape: tuple[int, int, int]
+    opt: Namespace,
+    splits: list[list[Sample]],
+    shape: tuple[int, int, int],
+    augment: PairAugment | None,
 ) -> tuple[list[ImageFolderSplit], tuple[float, ...], tuple[float, ...]]:
-    """The splits read per sample, and the mean and std of a seeded share of at most
-    :data:`STATS_IMAGES` training images (one that cannot be decoded leaves training)."""
+    """The splits read per sample, the first (training) one augmented by ``augment``, and the
+    mean and std of a seeded share of at most :data:`STATS_IMAGES` training images (one that
+    cannot be decoded leaves training)."""
     train = splits[0]
     measured = pick(train, subsample_indices(len(train), STATS_IMAGES / len(train), opt.seed))
     images, errors = decode([s.path for s in measured], shape)
@@ -461,8 +512,10 @@ def sample_splits(
     mean, std = pixel_stats(images[torch.tensor([not e for e in errors], dtype=torch.bool)])
     log.info("mean and std measured on %d training images", len(measured))
     broken = {s.path for s, error in zip(measured, errors, strict=True) if error}
-    splits[0] = [s for s in train if s.path not in broken]
-    return [ImageFolderSplit(split, shape, mean, std) for split in splits], mean, std
+    readable = [s for s in train if s.path not in broken]
+    train = ImageFolderSplit(readable, shape, mean, std, augment, opt.seed)
+    others = [ImageFolderSplit(split, shape, mean, std) for split in splits[1:]]
+    return [train, *others], mean, std
 
 
 def build_image_folder(opt: Namespace) -> DataSplits:
@@ -484,10 +537,16 @@ def build_image_folder(opt: Namespace) -> DataSplits:
         "from val/" if "val" in found else drawn,
         f"fold {opt.fold}" if opt.folds else "from test/" if "test" in found else drawn,
     )
+    augment = augment_from_options(opt)
+    if augment is not None and augment.recolor:
+        raise UsageError(
+            "--aug_recolor recolours the object a mask marks; ImageFolder has no masks: "
+            "expected 0 (the other --aug_<name> strengths apply)"
+        )
     if held_in_memory(opt, sum(map(len, splits)), shape):
-        (train, val, test), mean, std = tensor_splits(opt, root, splits, shape)
+        (train, val, test), mean, std = tensor_splits(opt, root, splits, shape, augment)
     else:
-        (train, val, test), mean, std = sample_splits(opt, splits, shape)
+        (train, val, test), mean, std = sample_splits(opt, splits, shape, augment)
     return DataSplits(
         train=train,
         val=val,

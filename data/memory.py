@@ -3,9 +3,9 @@
 A per-sample DataLoader spends most of an epoch of a small model in Python: one
 ``__getitem__``, one PIL image and one ``ToTensor`` per sample, then a collate. Here the split
 is one ``[N, C, H, W]`` uint8 tensor that :class:`MemoryLoader` moves to the device once; a
-batch is one index op and one fused multiply-add that converts and normalises it. A split of
-images and masks can carry a :class:`PairAugment`, which then changes whole batches on the
-device (``utils/batch_augment.py``) instead of one sample at a time in workers.
+batch is one index op and one fused multiply-add that converts and normalises it. A training
+split can carry a :class:`PairAugment`, which then changes whole batches on the device
+(``utils/batch_augment.py``) instead of one sample at a time in workers.
 """
 
 import argparse
@@ -66,7 +66,8 @@ class TensorSplit(Dataset):
     uint8 masks ``[N, 1, H, W]`` (given to the model as float).
 
     ``mean`` and ``std`` are per channel, on the 0-1 scale as for ``transforms.Normalize``.
-    ``augment`` (masks only) changes the training batches on the device, per sample.
+    ``augment`` changes the training batches on the device, per sample (a mask moves with its
+    image; labels stay as they are).
     Indexing returns one normalised float sample and its target (an int label or a float
     mask), so generic per-sample code works; :class:`MemoryLoader` batches it fast.
     """
@@ -95,8 +96,8 @@ class TensorSplit(Dataset):
                 f"need one mean and std per channel ({channels}), got {len(mean)} and {len(std)}"
             )
         self.has_masks = targets.dim() == 4
-        if augment is not None and not self.has_masks:
-            raise ValueError("augment needs masks as targets: it moves them with their images")
+        if augment is not None and augment.recolor and not self.has_masks:
+            raise ValueError("recolor needs masks as targets: it recolours the masked object")
         self.images = images
         self.targets = targets.to(torch.uint8) if self.has_masks else targets.long()
         self.mean = tuple(float(m) for m in mean)
@@ -173,7 +174,10 @@ class MemoryLoader:
             seed = batch_seed(sampler.seed, sampler.epoch, number, sampler.rank)
             generator = torch.Generator().manual_seed(seed)
             unit = images.float().div_(255)
-            unit, targets = augment_batch(self.dataset.augment, unit, targets, generator)
+            if self.dataset.has_masks:
+                unit, targets = augment_batch(self.dataset.augment, unit, targets, generator)
+            else:  # labels: the images alone change
+                unit, _ = augment_batch(self.dataset.augment, unit, None, generator)
             yield (unit if self.unit_inputs else normalize(unit, *self.unit_affine)), targets
 
     def __len__(self) -> int:

@@ -196,10 +196,45 @@ def test_a_split_without_augmentation_gives_masks_as_float():
     assert torch.equal(mask, split.targets[0].float())
 
 
-def test_augmenting_labels_is_refused():
+def test_a_labelled_split_augments_its_images_and_leaves_the_labels():
+    """A classifier's split: every image is mirrored (hflip 1), every label is what it was."""
+    images = (blocks(n=4, height=6, width=8) * 255).round().to(torch.uint8)
+    labels = torch.tensor([3, 1, 2, 0])
+    split = TensorSplit(images, labels, (0.0,) * 3, (1.0,) * 3, PairAugment(hflip=1.0))
+    loader = MemoryLoader(split, 4, ResumableSampler(4, seed=0, shuffle=False), torch.device("cpu"))
+    inputs, targets = next(iter(loader))
+    assert torch.equal(targets, labels)
+    torch.testing.assert_close(inputs, images.flip(-1).float() / 255, rtol=0, atol=1e-6)
+
+
+def test_recolouring_labels_is_refused():
     images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="augment needs masks"):
-        TensorSplit(images, torch.arange(4), (0.0,) * 3, (1.0,) * 3, CARVANA)
+    with pytest.raises(ValueError, match="recolor needs masks"):
+        TensorSplit(
+            images,
+            torch.arange(4),
+            (0.0,) * 3,
+            (1.0,) * 3,
+            dataclasses.replace(CARVANA, recolor=0.5),
+        )
+    with pytest.raises(ValueError, match="recolor needs masks"):
+        augment_batch(PairAugment(recolor=0.5), blocks(n=2), None, generator())
+
+
+def test_grey_images_take_brightness_and_contrast_and_stay_one_channel():
+    """A grey batch changes as its RGB copy would, and saturation, hue and grayscale, which
+    leave a grey pixel grey, change nothing more."""
+    grey = blocks(n=5)[:, :1]
+    aug = PairAugment(brightness=0.5, contrast=0.5, saturation=0.3, hue=0.2, grayscale=0.5)
+    changed, masks = augment_batch(aug, grey, None, generator())
+    assert changed.shape == grey.shape and masks is None
+    draws = Draws.draw(aug, 5, generator())
+    factor = (draws.contrast * draws.brightness).float().view(5, 1, 1, 1)
+    mean = grey.mean(dim=(1, 2, 3), keepdim=True)
+    shift = ((1 - draws.contrast) * draws.brightness).float().view(5, 1, 1, 1) * mean
+    expected = (grey * factor + shift).clamp(0, 1)
+    torch.testing.assert_close(changed, expected, rtol=0, atol=2e-3)
+    assert not torch.allclose(changed, grey, atol=1e-2)
 
 
 def test_recolouring_changes_the_masked_pixels_alone_toward_one_colour_each():

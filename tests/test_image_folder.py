@@ -18,7 +18,7 @@ from PIL import Image
 import eval_vanilla
 import trainer_vanilla
 from data import image_folder
-from data.data_entry import build_datasets, input_loader
+from data.data_entry import build_datasets, build_loader, input_loader
 from data.image_folder import build_image_folder, image_size, load_input, pixel_stats
 from data.memory import TensorSplit
 from data.splits import DataInfo, stratified_kfold, stratified_split, stratified_subsample
@@ -310,6 +310,107 @@ def test_an_unreadable_image_is_skipped_and_counted(flat, caplog):
     assert str(flat / "dog" / "junk.png") in warnings[0] and str(cut) in warnings[1]
     assert warnings[2] == "skipped 2 unreadable image files of 32"
     assert len(data.train) + len(data.val) + len(data.test) == 30
+
+
+# ----- augmentation --------------------------------------------------------------------------
+
+
+def first_training_batch(data) -> tuple[torch.Tensor, torch.Tensor]:
+    opt = Namespace(batch_size=64, seed=0, num_workers=0)
+    return next(iter(build_loader(data.train, opt, shuffle=False, device=torch.device("cpu"))))
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memory", "per-sample"])
+def test_augmentation_changes_the_training_images_alone(tmp_path, in_memory):
+    """--aug_hflip 1: each training input is its plain input mirrored, on the device or in
+    the Dataset; labels, validation and test are as without it."""
+    write_images(tmp_path, dict.fromkeys(CLASSES, 6), size=(7, 5), mode="RGB")
+    plain = build_image_folder(options(tmp_path, in_memory=in_memory))
+    flipped = build_image_folder(options(tmp_path, in_memory=in_memory, aug_hflip=1.0))
+    (inputs, labels), (plain_inputs, plain_labels) = map(first_training_batch, (flipped, plain))
+    assert torch.equal(labels, plain_labels)
+    torch.testing.assert_close(inputs, plain_inputs.flip(-1), rtol=0, atol=1e-5)
+    for split in ("val", "test"):
+        x, y = getattr(flipped, split)[0]
+        assert torch.equal(x, getattr(plain, split)[0][0]) and y == getattr(plain, split)[0][1]
+
+
+def test_per_sample_draws_are_seeded_by_epoch_and_index(tmp_path):
+    write_images(tmp_path, dict.fromkeys(CLASSES, 6), size=(9, 9), mode="RGB")
+    data = build_image_folder(options(tmp_path, in_memory=False, augment="carvana"))
+    assert data.train.epoch_keyed
+    first, again, later = data.train[(0, 3)][0], data.train[(0, 3)][0], data.train[(1, 3)][0]
+    assert torch.equal(first, again) and not torch.equal(first, later)
+    assert not torch.equal(first, data.train[(0, 4)][0])
+
+
+def test_recolouring_is_refused_for_class_folders(flat):
+    assert "--aug_recolor recolours the object a mask marks" in bad_input(flat, aug_recolor=0.5)
+
+
+class StoppedAt(trainer_vanilla.VanillaTrainer):
+    """Stops with a Ctrl-C before the 5th batch."""
+
+    def augment(self, inputs, targets):
+        if self.global_step == 4:
+            raise KeyboardInterrupt
+        return super().augment(inputs, targets)
+
+
+@pytest.mark.parametrize(
+    ("in_memory", "workers"), [(True, 0), (False, 2)], ids=["device", "workers"]
+)
+def test_an_augmented_run_resumes_exactly(tmp_path, in_memory, workers):
+    """Stopped in epoch 2 and resumed, an augmented run ends with the weights of a run never
+    stopped: the draws are seeded by batch (on the device) or by sample (in workers)."""
+    write_images(tmp_path / "data", dict.fromkeys(CLASSES, 8), size=(8, 8), mode="RGB")
+    args = ["--data_type", "ImageFolder", "--data_dir", str(tmp_path / "data")]
+    args += ["--model_type", "SmallCNN", "--epochs", "2", "--batch_size", "6", "--augment"]
+    args += ["carvana", "--in_memory", str(in_memory), "--num_workers", str(workers)]
+    args += ["--gpu_devices", "cpu", "--deterministic", "True", "--amp", "off"]
+
+    def run(trainer_class, out, *extra):
+        opt = build_vanilla_parser().parse_args([*args, "--output_dir", str(out), *extra])
+        return trainer_class(opt)
+
+    whole = run(trainer_vanilla.VanillaTrainer, tmp_path / "whole")
+    whole.train()
+    assert whole.steps_per_epoch == 3  # 15 training images in batches of 6
+    stopped = run(StoppedAt, tmp_path / "stopped")
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    checkpoint = stopped.run_dir / "SmallCNN_interrupt_ckpt.pth"
+    resumed = run(trainer_vanilla.VanillaTrainer, tmp_path / "stopped", "--resume", str(checkpoint))
+    assert (resumed.epoch, resumed.batch_in_epoch) == (1, 1)
+    resumed.train()
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_a_file_cut_short_after_its_header_is_skipped_where_it_is_read(tmp_path, caplog):
+    """A JPEG whose header reads but whose pixels stop short is found only when decoded: on
+    the per-sample path, in a worker, where the next image stands in for it with a warning."""
+    write_images(tmp_path / "train", dict.fromkeys(CLASSES, 4), size=(8, 8), mode="RGB")
+    write_images(tmp_path / "val", dict.fromkeys(CLASSES, 2), size=(8, 8), mode="RGB")
+    write_images(tmp_path / "test", dict.fromkeys(CLASSES, 1), size=(8, 8), mode="RGB")
+    cut = tmp_path / "val" / "cat" / "00.png"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    cut.unlink()
+    cut = cut.with_suffix(".jpg")
+    Image.fromarray(noise).save(cut, quality=95)
+    cut.write_bytes(cut.read_bytes()[:-4000])  # the header whole, most pixels gone
+    with caplog.at_level(logging.WARNING):
+        data = build_image_folder(options(tmp_path, in_memory=False))
+        at = [s.path for s in data.val.samples].index(cut)
+        stand_in, again, following = data.val[at], data.val[at], data.val[at + 1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"skipped: cannot read {cut}" in warnings[0]
+    assert len(data.val) == 6
+    for x, y in (stand_in, again):
+        assert torch.equal(x, following[0]) and y == following[1]
+    shape, stats = data.info.input_shape, (data.mean, data.std)
+    with pytest.raises(UsageError, match="no image of this split can be read"):
+        image_folder.ImageFolderSplit([image_folder.Sample(cut, 0)], shape, *stats)[0]
 
 
 # ----- end to end ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Augmentation whose random draws a checkpoint can replay.
 
 Two places draw them. ``random_hflip`` works on a batch in the main process, from torch's CPU
-generator that checkpoints save. ``PairAugment`` works on one image and its mask in a
+generator that checkpoints save. ``PairAugment`` works on one image (and its mask) in a
 ``Dataset`` (so in DataLoader workers too), each sample under its own generator seeded from the
 run's seed, the epoch and the sample's index (:func:`seeded`): whichever process draws them, a
 resumed run draws the same numbers, and the global RNG is left as it was.
@@ -67,7 +67,8 @@ def strength(kind: Callable[[str], float], meaning: str, default: float = 0.0) -
 
 @dataclass(frozen=True)
 class PairAugment:
-    """Random changes to an image and its mask; a strength of 0 switches one off.
+    """Random changes to an image and its mask (or an image alone, for a classifier); a
+    strength of 0 switches one off.
 
     Geometric changes (flip, shift, zoom, rotation) move the image and its mask together, the
     mask with nearest-neighbour sampling so it stays a mask; photometric ones (brightness,
@@ -122,8 +123,9 @@ class PairAugment:
         stages = (self.geometric(), self.photometric())
         return tuple(v2.Compose(stage or [v2.Identity()]) for stage in stages)
 
-    def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Augment a ``[C, H, W]`` image and its ``[1, H, W]`` mask (uint8 is fastest).
+    def __call__(self, image: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Augment a ``[C, H, W]`` image (uint8 is fastest) and its ``[1, H, W]`` mask, or
+        None for a classifier's image.
 
         The object is recoloured after it has moved, so its new colour follows the moved mask,
         and before the photometric changes, which then apply to it as to the rest.
@@ -131,10 +133,15 @@ class PairAugment:
         from torchvision import tv_tensors
 
         geometric, photometric = self.stages
-        image, mask = geometric(tv_tensors.Image(image), tv_tensors.Mask(mask))
-        image, mask = image.as_subclass(Tensor), mask.as_subclass(Tensor)
-        if self.recolor and torch.rand(()) < self.recolor:
-            image = recolor_object(image, mask)
+        if mask is None:
+            if self.recolor:
+                raise ValueError("recolor needs masks: it recolours the masked object")
+            image = geometric(tv_tensors.Image(image)).as_subclass(Tensor)
+        else:
+            image, mask = geometric(tv_tensors.Image(image), tv_tensors.Mask(mask))
+            image, mask = image.as_subclass(Tensor), mask.as_subclass(Tensor)
+            if self.recolor and torch.rand(()) < self.recolor:
+                image = recolor_object(image, mask)
         return photometric(tv_tensors.Image(image)).as_subclass(Tensor), mask
 
 
@@ -177,12 +184,13 @@ AUGMENT_PRESETS: dict[str, PairAugment] = {
 
 def add_augment_options(group: argparse._ArgumentGroup) -> None:
     """``--augment PRESET`` and an ``--aug_<name>`` flag for each strength of
-    :class:`PairAugment`, for a dataset of images and masks that augments with it."""
+    :class:`PairAugment`, for a dataset that augments its training images (and masks) with it."""
     group.add_argument(
         "--augment",
         default="none",
         choices=sorted(AUGMENT_PRESETS),
-        help="image + mask augmentation of the training split; carvana: the Kaggle winners' set",
+        help="augmentation of the training split (a mask moves with its image); carvana: the "
+        "Kaggle winners' set",
     )
     for field in dataclasses.fields(PairAugment):
         group.add_argument(

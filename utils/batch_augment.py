@@ -178,29 +178,36 @@ def gray_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
 
 
 def augment_batch(
-    aug: PairAugment, images: Tensor, masks: Tensor, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """``aug`` on a float batch of RGB ``images`` in [0, 1], ``[n, 3, H, W]``, and their float
-    ``masks``, ``[n, 1, H, W]``, with per-sample parameters drawn from ``generator`` (CPU)."""
-    n, _, height, width = images.shape
+    aug: PairAugment, images: Tensor, masks: Tensor | None, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
+    """``aug`` on a float batch of ``images`` in [0, 1], ``[n, C, H, W]`` (RGB, or grey with
+    ``C = 1``), and their float ``masks``, ``[n, 1, H, W]``, or None for a classifier's batch
+    (whose labels no change touches), with per-sample parameters drawn from ``generator``."""
+    n, channels, height, width = images.shape
     draws = Draws.draw(aug, n, generator)
     params = parameters_on(draws, height, width, images.device).to(images.dtype)
     if aug.hflip or aug.shift or aug.rotate or (aug.scale_min, aug.scale_max) != (1, 1):
         grid = sampling_grid(params[:, :6].view(n, 2, 3), height, width)
         images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
-        masks = F.grid_sample(masks, grid, mode="nearest", align_corners=False)
+        if masks is not None:
+            masks = F.grid_sample(masks, grid, mode="nearest", align_corners=False)
     if aug.recolor:  # toward one random colour under the mask, keeping 30-80% of the pixel's
+        if masks is None:
+            raise ValueError("recolor needs masks: it recolours the masked object")
         recoloured = masks.bool() & (params[:, 16] > 0.5).view(n, 1, 1, 1)
         colour, kept = params[:, 17:20].view(n, 3, 1, 1), params[:, 20].view(n, 1, 1, 1)
         images = torch.where(recoloured, images * kept + colour * (1 - kept), images)
+    if not (aug.hue or aug.brightness or aug.contrast or aug.saturation or aug.grayscale):
+        return images, masks
+    if channels == 1:  # a grey pixel is RGB (v, v, v): hue, saturation and gray keep it grey
+        images = images.expand(n, 3, height, width)
     if aug.hue:
         from torchvision.transforms.v2 import functional as TF
 
         hues = draws.hue.tolist()
         images = torch.stack([TF.adjust_hue(x, h) for x, h in zip(images, hues, strict=True)])
-    if aug.brightness or aug.contrast or aug.saturation or aug.grayscale:
-        mean_gray = images.mean(dim=(2, 3)) @ gray_weights(images.device, images.dtype)
-        pixels = torch.bmm(params[:, 6:15].view(n, 3, 3), images.reshape(n, 3, height * width))
-        offset = (params[:, 15] * mean_gray).view(n, 1, 1)  # gray is linear: of the means
-        images = pixels.add_(offset).clamp_(0, 1).view(n, 3, height, width)
-    return images, masks
+    mean_gray = images.mean(dim=(2, 3)) @ gray_weights(images.device, images.dtype)
+    pixels = torch.bmm(params[:, 6:15].view(n, 3, 3), images.reshape(n, 3, height * width))
+    offset = (params[:, 15] * mean_gray).view(n, 1, 1)  # gray is linear: of the means
+    images = pixels.add_(offset).clamp_(0, 1).view(n, 3, height, width)
+    return (images[:, :1] if channels == 1 else images), masks
