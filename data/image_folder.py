@@ -488,12 +488,9 @@ def tensor_splits(
         index = torch.tensor([row[s.path] for s in readable], dtype=torch.long)
         picked.append((images[index], torch.tensor(labels_of(readable), dtype=torch.long)))
     mean, std = pixel_stats(picked[0][0])
-    augments = [augment] + [None] * (len(picked) - 1)
-    tensors = [
-        TensorSplit(images, labels, mean, std, aug)
-        for (images, labels), aug in zip(picked, augments, strict=True)
-    ]
-    return tensors, mean, std
+    (train_images, train_labels), *others = picked
+    train = TensorSplit(train_images, train_labels, mean, std, augment)
+    return [train, *(TensorSplit(*split, mean, std) for split in others)], mean, std
 
 
 def sample_splits(
