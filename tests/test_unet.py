@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from model.blocks import DoubleConv, match_size
+from model.blocks import DoubleConv, EpochBatchNorm2d, match_size
 from model.unet import UNet
 from model.unetpp import UNetPP
 from utils.errors import UsageError
@@ -170,3 +170,32 @@ def test_group_norm_behaves_the_same_in_training_and_evaluation(name):
 def test_an_unknown_norm_lists_the_known_ones():
     with pytest.raises(UsageError, match="unknown norm 'layer'; known: batch, group"):
         DoubleConv(1, 4, norm="layer")
+
+
+def test_epoch_batch_norm_keeps_the_mean_of_the_epochs_batches_as_pytorch_does():
+    """The running statistics are the plain mean of the batches since the last reset, as
+    PyTorch's ``momentum=None`` gives (which reads the count on the host), the outputs are
+    the same, and the checkpoint keys are BatchNorm2d's."""
+    generator = torch.Generator().manual_seed(0)
+    ours, pytorchs = EpochBatchNorm2d(3), nn.BatchNorm2d(3, momentum=None)
+    for _epoch in range(2):
+        ours.reset_running_stats()
+        pytorchs.reset_running_stats()
+        for scale in (1.0, 4.0, 0.5, 2.0):
+            x = scale * torch.randn(4, 3, 5, 6, generator=generator) + scale
+            assert torch.equal(ours(x), pytorchs(x))
+        torch.testing.assert_close(ours.running_mean, pytorchs.running_mean)
+        torch.testing.assert_close(ours.running_var, pytorchs.running_var)
+        assert ours.num_batches_tracked.item() == 4
+    assert not torch.allclose(ours.running_var, torch.ones(3))  # the batches moved it
+    x = torch.randn(2, 3, 4, 4, generator=generator)
+    torch.testing.assert_close(ours.eval()(x), pytorchs.eval()(x))
+    assert ours.state_dict().keys() == pytorchs.state_dict().keys()
+
+
+def test_a_compiled_unet_training_forward_is_one_graph():
+    """No host read in the default UNet's BatchNorm: dynamo captures the whole training
+    forward in one graph, with no break."""
+    model = UNet(in_channels=3, out_channels=1, base_width=4, depth=2).train()
+    explained = torch._dynamo.explain(model)(torch.randn(2, 3, 16, 16))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
