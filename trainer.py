@@ -37,7 +37,12 @@ from model.model_entry import build_model
 from utils.amp import autocast, pick_precision, time_steps
 from utils.augment import random_hflip
 from utils.clipper import GradClipper
-from utils.compile import compile_model, replays_cuda_graphs
+from utils.compile import (
+    check_compile_devices,
+    compile_model,
+    keep_gradients_allocated,
+    replays_cuda_graphs,
+)
 from utils.cycles import Cycles, scale_gradients
 from utils.device import channels_last, move_to, select_device
 from utils.distributed import gradients_synced, init_distributed, leave_process_group
@@ -88,6 +93,7 @@ class TrainerBase:
         else:  # torchrun: the GPU of this process's local rank, or the CPU
             self.device = dist_device
             self.device_ids = [dist_device.index] if dist_device.type == "cuda" else []
+        check_compile_devices(opt.compile, self.device_ids)
         seed_everything(opt.seed + self.dist.rank, opt.deterministic)
         check_scheduler_options(opt)  # before a run dir exists
         if opt.wandb:
@@ -119,6 +125,8 @@ class TrainerBase:
         self.net = compile_model(model, opt.compile)
         self.model = self.wrap_model(self.net)
         self.cuda_graphs = replays_cuda_graphs(opt.compile, self.device)
+        if self.cuda_graphs:  # gradients outside the graphs' memory pool
+            keep_gradients_allocated(self.net)
         self.optimizer = build_optimizer(self.model, opt)
         self.scheduler = build_scheduler(self.optimizer, opt, self.cycles.per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp[0] == "fp16")
@@ -393,7 +401,7 @@ class TrainerBase:
             self.clipper(self.model.parameters())
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not self.cuda_graphs)
         self.scheduler.step()
         self.cycle_learned = 0
         self.state.commit()

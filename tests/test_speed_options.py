@@ -11,10 +11,12 @@ from test_trainer import interrupting, same_weights
 from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
+import trainer as trainer_module
 import utils.amp
 from utils.amp import CPU_BF16_ENV, describe_precision
 from utils.checkpoint import load_checkpoint
 from utils.compile import compile_choice, compile_mode
+from utils.errors import UsageError
 
 
 def options(out, *extra: str):
@@ -171,6 +173,36 @@ def test_a_compiled_run_resumes_exactly(tmp_path):
     assert same_weights(resumed.model.state_dict(), whole.model.state_dict())
 
 
+def test_compile_over_dataparallel_is_refused_before_a_run_dir(tmp_path, monkeypatch):
+    """DataParallel's replication writes empty parameter tables through the compile wrapper
+    onto the real model (below), so ``--compile`` with several GPUs is one line, no run dir."""
+    model = nn.Sequential(nn.Linear(2, 2))
+    torch.compile(model)._replicate_for_data_parallel()
+    assert [name for name, _ in model.named_parameters()] == []  # the model lost its weights
+
+    two_gpus = (torch.device("cpu"), [0, 1])
+    monkeypatch.setattr(trainer_module, "select_device", lambda spec: two_gpus)
+    with pytest.raises(UsageError, match=r"--compile True with --gpu_devices 0,1: .*torchrun"):
+        ToyTrainer(options(tmp_path / "runs", "--compile", "True"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_graph_replays_keep_gradients_allocated_through_accumulation(tmp_path, monkeypatch):
+    """Where steps replay CUDA graphs, each parameter keeps one gradient tensor for the whole
+    run, zeroed in place after each optimizer step (a gradient the first backward of a cycle
+    left in the graphs' pool would be overwritten before the second adds to it), and the
+    weights are those of a run that drops its gradients."""
+    plain = trained(tmp_path / "plain", "--batch_size", "8", "--accum_steps", "2")
+    monkeypatch.setattr(trainer_module, "replays_cuda_graphs", lambda choice, device: True)
+    graphed = ToyTrainer(options(tmp_path / "graphed", "--batch_size", "8", "--accum_steps", "2"))
+    grads = [p.grad for p in graphed.net.parameters()]
+    assert all(g is not None and not g.any() for g in grads)
+    graphed.train()
+    assert all(p.grad is g for p, g in zip(graphed.net.parameters(), grads, strict=True))
+    assert all(not g.any() for g in grads)  # zeroed after the last step
+    assert same_weights(graphed.model.state_dict(), plain.model.state_dict())
+
+
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -196,6 +228,18 @@ def test_a_graphed_run_on_a_gpu_resumes_exactly(tmp_path, mode):
     resumed = ToyTrainer(options(tmp_path / "stopped", *gpu, "--resume", str(checkpoint)))
     resumed.train()
     assert same_weights(resumed.model.state_dict(), whole.model.state_dict())
+
+
+@GPU
+def test_a_graphed_run_accumulates_over_batches_on_a_gpu(tmp_path):
+    """reduce-overhead with --accum_steps 2: each cycle's second backward adds to gradients
+    that the graphs' next replay has not overwritten; the weights follow the eager run."""
+    gpu = ("--gpu_devices", "0", "--batch_size", "8", "--accum_steps", "2")
+    eager = trained(tmp_path / "eager", *gpu)
+    graphed = trained(tmp_path / "graphed", *gpu, "--compile", "reduce-overhead")
+    assert graphed.cuda_graphs
+    for key, value in eager.model.state_dict().items():
+        assert torch.allclose(graphed.net.state_dict()[key], value, atol=1e-4), key
 
 
 class TimedConv(ConvToy):

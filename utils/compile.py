@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from utils.cli import str2bool
+from utils.errors import UsageError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
@@ -54,3 +55,35 @@ def replays_cuda_graphs(choice: bool | str, device: torch.device) -> bool:
     """Whether the compiled model records CUDA graphs, whose outputs the next replay reuses:
     the loop then marks where each step begins (``torch.compiler.cudagraph_mark_step_begin``)."""
     return device.type == "cuda" and compile_mode(choice) in CUDA_GRAPH_MODES
+
+
+def check_compile_devices(choice: bool | str, device_ids: list[int]) -> None:
+    """Refuse ``--compile`` over several ``--gpu_devices`` (DataParallel) in one line.
+
+    DataParallel copies its module onto each GPU at every forward, and the copy writes empty
+    parameter tables onto the module it copies; through a compiled wrapper those writes reach
+    the real model, which loses its weights at the first step. DDP (torchrun) keeps one model
+    per process and compiles it as it is.
+    """
+    if compile_mode(choice) is not None and len(device_ids) > 1:
+        ids = ",".join(map(str, device_ids))
+        raise UsageError(
+            f"--compile {choice} with --gpu_devices {ids}: DataParallel cannot run a compiled "
+            f"model; train on several GPUs with torchrun --nproc_per_node {len(device_ids)} "
+            "(DDP), or pass --compile False"
+        )
+
+
+def keep_gradients_allocated(model: nn.Module) -> None:
+    """Give each trainable parameter a zero gradient of its own, for runs that replay CUDA
+    graphs: the optimizer then zeroes gradients in place rather than dropping them.
+
+    A gradient left to the first backward of a cycle is that graph's output, which lives in
+    the graphs' memory pool, and the next replay overwrites it; the second batch of an
+    ``--accum_steps`` cycle would add into freed memory (torch raises "accessing gradient
+    tensor output of CUDAGraphs that has been overwritten"). Gradients allocated here live
+    outside the pool, and each backward adds into them.
+    """
+    for param in model.parameters():
+        if param.requires_grad and param.grad is None:
+            param.grad = torch.zeros_like(param)
