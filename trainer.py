@@ -115,8 +115,9 @@ class TrainerBase:
         picked = resume.state.get("precision") if resume else None
         batch = functools.partial(first_batch, self.data.train, opt.batch_size, self.device)
         timer = functools.partial(time_steps, model, batch, self.compute_loss)
+        compiled = bool(opt.compile)  # auto then follows the rules: eager timings would not hold
         self.amp, self.channels_last, self.layout_why = pick_precision(
-            opt.amp, opt.channels_last, self.device, model, picked, timer, self.dist
+            opt.amp, opt.channels_last, self.device, model, picked, timer, self.dist, compiled
         )
         # net: the model on the device (compiled, if asked); model: what a training step calls,
         # net wrapped in DDP or DataParallel when there are several devices.

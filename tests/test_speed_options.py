@@ -2,6 +2,7 @@
 graphs and the fused optimizer where a GPU is there."""
 
 import argparse
+import dataclasses
 import logging
 from typing import ClassVar
 
@@ -273,6 +274,47 @@ def test_auto_times_each_candidate_and_leaves_the_run_as_it_was(tmp_path, as_on_
     plain = TimedConv(options(tmp_path / "plain", "--amp", picked["amp"], "--epochs", "1"))
     assert torch.equal(rng, torch.get_rng_state())  # timing drew nothing from the run's streams
     assert same_weights(timed.net.state_dict(), plain.net.state_dict())
+
+
+class Drawing(torch.utils.data.Dataset):
+    """Samples that draw from torch's global RNG when read, as random transforms do."""
+
+    def __init__(self, samples: torch.utils.data.Dataset) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.samples[index]
+        return x + 0.01 * torch.rand(()), y
+
+
+class DrawingConv(TimedConv):
+    def build_data(self):
+        splits = super().build_data()
+        return dataclasses.replace(splits, train=Drawing(splits.train.samples))
+
+
+def test_timing_draws_its_batch_from_a_forked_rng(tmp_path, as_on_a_gpu):
+    """The batch auto times is read under the forked RNG: after timing, torch's stream is
+    where it is in a run that timed nothing."""
+    DrawingConv(options(tmp_path / "timed", *AUTO))
+    timed = torch.get_rng_state()
+    DrawingConv(options(tmp_path / "plain", "--amp", "off", "--channels_last", "False"))
+    assert torch.equal(timed, torch.get_rng_state())
+
+
+def test_auto_follows_the_rules_for_a_compiled_model(tmp_path, as_on_a_gpu, monkeypatch):
+    """Eager timings do not hold for a compiled model: auto takes the rules' bf16 and
+    channels_last without timing anything."""
+
+    def untimed(step, choices, device):
+        raise AssertionError("timed under --compile")
+
+    monkeypatch.setattr(utils.amp, "time_candidates", untimed)
+    compiled = TimedConv(options(tmp_path, *AUTO, "--compile", "True"))
+    assert (compiled.amp[0], compiled.channels_last) == ("bf16", True)
 
 
 def test_auto_takes_the_fastest_and_a_resumed_run_keeps_its_pick(

@@ -10,8 +10,13 @@ it (tensor cores on GPUs, oneDNN on CPUs), and off for the others.
 On a GPU these rules can be the slow choice: a small model is bound by kernel launches, and
 autocast adds a cast kernel per layer. So there ``auto`` times a few steps of each candidate
 at the start, as ``cudnn.benchmark`` times its algorithms, and takes the fastest
-(:func:`time_candidates`); the trainer logs the figures and keeps the pick on resume. On a
-CPU the rules hold as measured (see the README) and timing a UNet step would take minutes.
+(:func:`time_candidates`); the trainer logs the figures and keeps the pick on resume. The
+steps timed are forward and backward: the optimizer's step costs the same in each candidate
+(the weights stay fp32 and their layout does not change its cost), so it cannot change the
+order. On a CPU the rules hold as measured (see the README) and timing a UNet step would take
+minutes. Under ``--compile`` the rules hold as well, and eager timings would not: compiling
+fuses the casts and the small kernels whose launches made the rules wrong, and compiling each
+candidate to time it would take minutes.
 
 ``TEMPLATE_CPU_BF16=1`` (or ``0``) in the environment stands in for what the CPU reports, so
 the bf16 path can be run, and tested, on any CPU.
@@ -188,10 +193,8 @@ def time_steps(
 ) -> dict[Precision, float]:
     """Seconds of a forward and backward of ``model`` on ``batch()`` (inputs and targets on
     its device), with each choice: :func:`time_candidates` on copies of ``model`` (its
-    BatchNorm statistics stay untouched), under forked RNGs (its dropout draws leave the
-    run's random streams alone)."""
-    inputs, targets = batch()
-    device = inputs.device
+    BatchNorm statistics stay untouched), under forked RNGs (the batch's augmentation and the
+    dropout draws leave the run's random streams alone)."""
 
     def step(choice: Precision) -> Callable[[], None]:
         mode, layout = choice
@@ -207,7 +210,9 @@ def time_steps(
 
         return run
 
+    device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        inputs, targets = batch()  # a dataset's random augmentation draws here too
         return time_candidates(step, choices, device)
 
 
@@ -224,13 +229,15 @@ def pick_precision(
     picked: dict | None,
     time_choices: Callable[[list[Precision]], dict[Precision, float]],
     dist: DistInfo,
+    compiled: bool = False,
 ) -> tuple[tuple[str, str], bool, str | None]:
     """What ``--amp`` and ``--channels_last`` come to for ``model`` on ``device``:
     ``((mode, why), channels_last, why the layout where auto did not follow the rule)``.
 
-    ``auto`` follows the rules above, except where :func:`timed_here`: there each candidate's
-    steps are timed (``time_choices``, by rank 0, for every DDP rank) and the fastest is
-    taken. A resumed run keeps what it ``picked``, so it computes as it did.
+    ``auto`` follows the rules above, except where :func:`timed_here` for a model not
+    ``compiled``: there each candidate's steps are timed (``time_choices``, by rank 0, for
+    every DDP rank) and the fastest is taken. A resumed run keeps what it ``picked``, so it
+    computes as it did.
     """
     amp = resolve_amp(asked_amp, device)
     layout = resolve_channels_last(asked_layout, model)
@@ -242,7 +249,7 @@ def pick_precision(
             return amp, picked["channels_last"], kept
         return amp, layout, None
     choices = candidates(amp, asked_amp, asked_layout, model)
-    if len(choices) == 1 or not timed_here(device):
+    if len(choices) == 1 or not timed_here(device) or compiled:
         return amp, layout, None
     best = None
     if dist.is_main:
