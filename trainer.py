@@ -90,6 +90,8 @@ class TrainerBase:
         setup_logging(level=logging.INFO if self.dist.is_main else logging.WARNING)
         if dist_device is None:
             self.device, self.device_ids = select_device(opt.gpu_devices)
+            if self.device.type == "cuda":  # what asks "this GPU" (bf16 support...) asks it
+                torch.cuda.set_device(self.device)
         else:  # torchrun: the GPU of this process's local rank, or the CPU
             self.device = dist_device
             self.device_ids = [dist_device.index] if dist_device.type == "cuda" else []

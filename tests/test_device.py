@@ -1,12 +1,17 @@
 """Tests for utils.device: --gpu_devices parsing, device choice and moving batches."""
 
+import subprocess
+import sys
 from collections import namedtuple
 
 import pytest
 import torch
+from conftest import REPO
 
+import utils.device
 from utils.device import (
     channels_last,
+    free_memory,
     move_to,
     parse_gpu_devices,
     pick_most_free,
@@ -59,7 +64,7 @@ def gpus(monkeypatch):
 
     def machine(*free_gib: int) -> None:
         monkeypatch.setattr(torch.cuda, "device_count", lambda: len(free_gib))
-        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free_gib[i] << 30, 80 << 30))
+        monkeypatch.setattr(utils.device, "free_memory", lambda: [gib << 30 for gib in free_gib])
 
     return machine
 
@@ -72,6 +77,38 @@ def test_select_auto_without_gpu_is_cpu(gpus):
 def test_select_auto_takes_the_gpu_with_the_most_free_memory(gpus):
     gpus(3, 41, 7)
     assert select_device("auto") == (torch.device("cuda", 1), [1])
+
+
+def test_auto_with_one_gpu_takes_it_without_asking_its_memory(gpus, monkeypatch):
+    gpus(5)
+    monkeypatch.setattr(utils.device, "free_memory", lambda: pytest.fail("asked"))
+    assert select_device("auto") == (torch.device("cuda", 0), [0])
+
+
+def test_free_memory_is_read_by_a_child_process():
+    free = free_memory()
+    assert len(free) == torch.cuda.device_count() and all(f > 0 for f in free)
+
+
+def test_a_child_that_cannot_read_the_gpus_is_one_line(monkeypatch):
+    monkeypatch.setattr(utils.device, "FREE_MEMORY_SCRIPT", "raise SystemExit('no driver')")
+    with pytest.raises(UsageError, match=r"^--gpu_devices auto: .*\(no driver\); name the GPU"):
+        free_memory()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_auto_opens_no_cuda_context_on_the_gpus_it_leaves():
+    """In a fresh process: after ``auto`` picked a GPU and used it, only that GPU has a
+    context (cudaMemGetInfo in this process would have opened one on each)."""
+    code = (
+        "import torch; from utils.device import select_device; "
+        "device, _ = select_device('auto'); torch.zeros(1, device=device); "
+        "print(sum(torch._C._cuda_hasPrimaryContext(i) for i in range(torch.cuda.device_count())))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert child.stdout.split()[-1] == "1"
 
 
 def test_listed_gpus_are_taken_the_first_as_the_main_device(gpus):

@@ -231,6 +231,13 @@ def test_a_graphed_run_on_a_gpu_resumes_exactly(tmp_path, mode):
     assert same_weights(resumed.model.state_dict(), whole.model.state_dict())
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_a_run_makes_its_gpu_the_current_one(tmp_path):
+    """So that what asks the current GPU (bf16 support for --amp auto...) asks the run's."""
+    ToyTrainer(options(tmp_path, "--gpu_devices", "1"))
+    assert torch.cuda.current_device() == 1
+
+
 @GPU
 def test_a_graphed_run_accumulates_over_batches_on_a_gpu(tmp_path):
     """reduce-overhead with --accum_steps 2: each cycle's second backward adds to gradients

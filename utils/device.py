@@ -1,6 +1,8 @@
 """Device selection from ``--gpu_devices``: ``auto``, ``cpu`` or a list of GPU indices."""
 
 import logging
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,11 +34,38 @@ def pick_most_free(free_bytes: Sequence[int]) -> int:
     return max(range(len(free_bytes)), key=lambda i: (free_bytes[i], -i))
 
 
+# Run in a child process by free_memory: prints each visible GPU's free bytes.
+FREE_MEMORY_SCRIPT = (
+    "import torch; "
+    "print(*(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())))"
+)
+
+
+def free_memory() -> list[int]:
+    """Free bytes on each visible GPU, asked in a child process.
+
+    ``cudaMemGetInfo`` opens a CUDA context (a few hundred MB) on each GPU it asks, and this
+    process would keep the contexts of the GPUs it does not train on until it exits. The
+    child's contexts end with it; it sees the same GPUs (``CUDA_VISIBLE_DEVICES`` included).
+    """
+    child = subprocess.run(
+        [sys.executable, "-c", FREE_MEMORY_SCRIPT], capture_output=True, text=True, check=False
+    )
+    if child.returncode != 0:
+        why = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UsageError(
+            f"--gpu_devices auto: could not read the GPUs' free memory ({why}); "
+            "name the GPU instead, e.g. --gpu_devices 0"
+        )
+    return [int(free) for free in child.stdout.split()]
+
+
 def select_device(spec: str) -> tuple[torch.device, list[int]]:
     """Resolve ``--gpu_devices`` to the main device and the GPU ids to use (empty on CPU).
 
-    ``auto`` takes the one GPU with the most free memory, or the CPU when there is none; more
-    than one id means the trainer wraps the model in DataParallel over them.
+    ``auto`` takes the one GPU with the most free memory (measured in a child process, see
+    :func:`free_memory`), or the CPU when there is none; more than one id means the trainer
+    wraps the model in DataParallel over them.
     """
     choice = parse_gpu_devices(spec)
     count = torch.cuda.device_count()
@@ -46,7 +75,10 @@ def select_device(spec: str) -> tuple[torch.device, list[int]]:
         if count == 0:
             log.info("no CUDA GPU found: running on the CPU")
             return torch.device("cpu"), []
-        free = [torch.cuda.mem_get_info(i)[0] for i in range(count)]
+        if count == 1:
+            log.info("picked GPU 0, the only one")
+            return torch.device("cuda", 0), [0]
+        free = free_memory()
         best = pick_most_free(free)
         log.info("picked GPU %d (%.1f GiB free of %d GPUs)", best, free[best] / 2**30, count)
         return torch.device("cuda", best), [best]
