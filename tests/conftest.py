@@ -1,6 +1,8 @@
 """Shared fixtures: the real data (skipped with a reason when absent) and running scripts."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +82,15 @@ def start_script(*args: str | Path, env: dict[str, str] | None = None) -> subpro
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         start_new_session=True,
     )
+
+
+def end_group(process: subprocess.Popen) -> None:
+    """SIGKILL a script started by :func:`start_script` and every process of its group (a
+    torchrun launcher's workers, DataLoader workers), then reap it: ``process.kill()`` ends
+    the launcher alone, and a worker left behind keeps a core busy after the test."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def read_until(process: subprocess.Popen, text: str) -> list[str]:

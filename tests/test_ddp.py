@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_until, run_script, start_script
+from conftest import end_group, read_until, run_script, start_script
 from toy_task import TOY_ARGS
 
 from utils.checkpoint import load_checkpoint, load_model_state
@@ -137,6 +137,15 @@ def assert_same_run(resumed: Path, whole: Path) -> None:
     assert epoch_summaries(resumed) == epoch_summaries(whole)
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def first_child(pid: int) -> int:
     """The first process that ``pid`` started (a launcher's worker)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -154,7 +163,7 @@ def test_ddp_resume_after_a_stop_signal_is_exact(tmp_path, whole):
         os.kill(first_child(process.pid), signal.SIGTERM)
         output, _ = process.communicate(timeout=120)
     finally:
-        process.kill()
+        end_group(process)
     assert process.returncode != 0 and "continue with: " in output, output[-3000:]
     (checkpoint,) = tmp_path.glob("*/Vanilla_interrupt_ckpt.pth")
     state = load_checkpoint(checkpoint)
@@ -162,6 +171,21 @@ def test_ddp_resume_after_a_stop_signal_is_exact(tmp_path, whole):
 
     torchrun("-m", "tests.toy_task", "--output_dir", tmp_path, *args, "--resume", "auto")
     assert_same_run(tmp_path, whole)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_a_launcher_a_test_ends_takes_its_workers_with_it(tmp_path):
+    """What every test here does when a run outlives its timeout: the workers end with the
+    launcher, so no orphan keeps training."""
+    args = (*RESUMABLE, "--step_delay", "0.05")
+    process = start_script(*TORCHRUN, "-m", "tests.toy_task", "--output_dir", tmp_path, *args)
+    read_until(process, "epoch 1/2 2/20")
+    worker = first_child(process.pid)
+    end_group(process)
+    deadline = time.monotonic() + 10
+    while running(worker) and time.monotonic() < deadline:  # SIGKILL is not instant
+        time.sleep(0.05)
+    assert not running(worker)
 
 
 def test_an_exception_in_validation_resumes_exactly(tmp_path, whole):
@@ -282,7 +306,7 @@ def test_two_nodes_stop_on_sigterm_to_one_and_resume_exactly(tmp_path, whole):
         outputs = [node.communicate(timeout=120)[0] for node in nodes]
     finally:
         for node in nodes:
-            node.kill()
+            end_group(node)
     assert all(node.returncode != 0 for node in nodes), outputs
     assert any("continue with: " in output for output in outputs), outputs
     (checkpoint,) = tmp_path.glob("*/Vanilla_interrupt_ckpt.pth")
@@ -294,6 +318,6 @@ def test_two_nodes_stop_on_sigterm_to_one_and_resume_exactly(tmp_path, whole):
         outputs = [node.communicate(timeout=120)[0] for node in nodes]
     finally:
         for node in nodes:
-            node.kill()
+            end_group(node)
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert_same_run(tmp_path, whole)

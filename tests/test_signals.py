@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_until, run_script, start_script
+from conftest import end_group, read_until, run_script, start_script
 from toy_task import TOY_ARGS, ToyTrainer, build_toy_parser
 
 from utils.cli import run_main
@@ -86,7 +86,7 @@ def test_real_signal_checkpoints_and_the_logged_command_resumes_exactly(
         os.killpg(process.pid, signum)  # the script and its workers, like Ctrl-C or SLURM
         output, _ = process.communicate(timeout=60)
     finally:
-        process.kill()
+        end_group(process)
     assert process.returncode == 128 + signum, output[-3000:]
     assert f"{signal.Signals(signum).name} received" in output
     assert "Traceback" not in output

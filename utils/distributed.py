@@ -7,6 +7,8 @@ GPUs, gloo on CPUs), trains on its shard of the data, and only rank 0 writes fil
 
 import contextlib
 import os
+import pickle
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,22 +77,85 @@ def init_distributed(gpu_devices: str) -> tuple[DistInfo, torch.device | None]:
     return info, device
 
 
+def settled(*tensors: torch.Tensor, timeout: float = 10.0) -> None:
+    """Wait, with the GIL released, until gloo's worker threads have let go of ``tensors``
+    after a collective on them.
+
+    A collective returns when it completes; the worker thread that ran it drops its own
+    references a moment later. Were Python done with a tensor by then, that thread would
+    free the tensor's Python object, for which it takes the GIL. Before torch 2.8 the process
+    group's destructor holds the GIL while it joins those threads, so a tensor freed that
+    late hangs a run at its very end, forever (seen on torch 2.6: the main thread in
+    ``destroy_process_group``, a gloo thread waiting for the GIL to free a tensor). Waiting
+    here, microseconds as a rule, leaves every tensor to the thread that made it. NCCL's
+    tensors live on GPUs and its threads keep them longer, so only CPU tensors are waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while any(t.device.type == "cpu" and t._use_count() > 1 for t in tensors):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(1e-4)
+
+
+def collective_device() -> torch.device:
+    """Where the default group's collectives take their tensors: this process's GPU under
+    NCCL, the CPU under gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def broadcast_object(value: Any, info: DistInfo) -> Any:
-    """Rank 0's ``value`` on every rank (e.g. the run dir it created)."""
+    """Rank 0's ``value`` on every rank (e.g. the run dir it created), pickled.
+
+    Written out rather than ``dist.broadcast_object_list``, whose tensors this module could
+    not wait for (:func:`settled`); the same for :func:`gather_to_main`.
+    """
     if not info.enabled:
         return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
+    device = collective_device()
+    payload = pickle.dumps(value) if info.is_main else b""
+    size = torch.tensor([len(payload)], device=device)
+    dist.broadcast(size, src=0)
+    settled(size)
+    if info.is_main:
+        data = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device)
+    else:
+        data = torch.empty(int(size.item()), dtype=torch.uint8, device=device)
+    dist.broadcast(data, src=0)
+    settled(data)
+    return value if info.is_main else pickle.loads(data.cpu().numpy().tobytes())
 
 
 def gather_to_main(value: Any, info: DistInfo) -> list[Any] | None:
     """Every rank's ``value`` in rank order on rank 0, None on the others; all ranks call it."""
     if not info.enabled:
         return [value]
-    values = [None] * info.world_size if info.is_main else None
-    dist.gather_object(value, values, dst=0)
-    return values
+    device = collective_device()
+    payload = torch.frombuffer(bytearray(pickle.dumps(value)), dtype=torch.uint8)
+    sizes = torch.zeros(info.world_size, dtype=torch.long, device=device)
+    sizes[info.rank] = len(payload)
+    dist.all_reduce(sizes)
+    settled(sizes)
+    sizes_read = sizes.tolist()
+    padded = torch.zeros(max(sizes_read), dtype=torch.uint8, device=device)
+    padded[: len(payload)] = payload.to(device)
+    slots = [torch.empty_like(padded) for _ in sizes_read] if info.is_main else None
+    dist.gather(padded, slots, dst=0)
+    settled(padded, *(slots or []))
+    if slots is None:
+        return None
+    return [
+        pickle.loads(slot[:n].cpu().numpy().tobytes())
+        for slot, n in zip(slots, sizes_read, strict=True)
+    ]
+
+
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed element-wise over every rank, in place; returned for convenience."""
+    dist.all_reduce(tensor)
+    settled(tensor)
+    return tensor
 
 
 def max_over_ranks(values: list[int], info: DistInfo, device: torch.device) -> list[int]:
@@ -99,6 +164,7 @@ def max_over_ranks(values: list[int], info: DistInfo, device: torch.device) -> l
         return values
     tensor = torch.tensor(values, dtype=torch.long, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    settled(tensor)
     return tensor.tolist()
 
 

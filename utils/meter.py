@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from utils.distributed import sum_over_ranks
+
 # Values a meter holds unread at most; past it reads them (a wait for the device every this many
 # batches, so an epoch without progress lines does not hold a tensor per batch).
 READ_EVERY = 256
@@ -132,7 +134,7 @@ class MeterGroup:
             dtype=torch.float64,
             device=device,
         )
-        dist.all_reduce(totals)
+        sum_over_ranks(totals)
         sums, counts = totals[: len(names)].tolist(), totals[len(names) :].tolist()
         return {k: s / c if c else math.nan for k, s, c in zip(names, sums, counts, strict=True)}
 
