@@ -123,6 +123,32 @@ def test_parser_errors_are_one_line_and_exit_2(capsys):
     assert "invalid choice: 'lamb'" in err and "'adam', 'sgd'" in err
 
 
+def test_an_on_off_flag_alone_means_true_and_still_takes_a_value():
+    """``--overwrite`` alone is ``--overwrite True``; ``--viz True`` and ``False`` still parse,
+    in the parsers of the scripts and of options a task adds after they are built."""
+    from eval_seg_on_carvana import build_seg_eval_parser
+    from trainer_vanilla import build_vanilla_parser
+
+    def parse(argv):
+        return build_seg_eval_parser().parse_args(["--model_path", "best.pth", *argv])
+
+    assert parse(["--overwrite"]).overwrite is True
+    assert parse(["--viz", "True", "--overwrite", "False"]).viz is True
+    assert parse(["--viz", "--overwrite"]).overwrite is True and parse([]).overwrite is False
+    parser = build_vanilla_parser()
+    parser.add_argument("--mine", type=str2bool, default=False)
+    opt = parser.parse_args(["--flip", "--compile", "--mine", "--epochs", "2"])
+    assert (opt.flip, opt.compile, opt.mine, opt.epochs) == (True, True, True, 2)
+    assert parser.parse_args(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
+
+
+def test_a_number_option_still_needs_its_value():
+    parser = ArgumentParser(prog="prog")
+    parser.add_argument("--epochs", type=positive_int)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--epochs"])
+
+
 def test_run_main_usage_error_is_one_line_and_exit_2(capsys):
     def main():
         raise UsageError("--lr -1: expected a number > 0")

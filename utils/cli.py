@@ -20,14 +20,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with ``--help`` showing defaults and errors as one line, not the usage block.
-
-    The usage of a trainer spans dozens of lines; the one wrong flag would be lost in it.
+    """argparse with ``--help`` showing defaults, errors as one line (not the usage block:
+    the usage of a trainer spans dozens of lines, and the one wrong flag would be lost in it),
+    and on/off flags that stand alone: ``--overwrite`` is ``--overwrite True``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        for action in self._actions:
+            if takes_a_bare_flag(action):
+                action.nargs, action.const = "?", True
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -41,6 +47,18 @@ def str2bool(text: str) -> bool:
     if value in ("false", "0", "no", "n"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def takes_a_bare_flag(action: argparse.Action) -> bool:
+    """Whether an option reads ``True`` as True (``str2bool``, ``--compile``'s and
+    ``--channels_last``'s types): then the flag alone means True, as well as with a value.
+    Checked on every action, so options an entry or a task adds later are covered too."""
+    if not action.option_strings or action.nargs is not None or action.type is None:
+        return False
+    try:
+        return action.type("True") is True
+    except (argparse.ArgumentTypeError, ValueError, TypeError):
+        return False
 
 
 def number_type(
