@@ -30,6 +30,15 @@ EXAMPLES = 10
 PREDICTIONS = "predictions.csv"
 
 
+def spread_indices(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(total)``, first and last included: a test
+    split ordered by class (class folders) shows examples of every part of it."""
+    if total <= count:
+        return list(range(total))
+    step = (total - 1) / max(count - 1, 1)
+    return [round(i * step) for i in range(count)]
+
+
 class VanillaEvaluator(EvaluatorBase):
     """Collects predicted and true labels, then reports accuracy overall and per class."""
 
@@ -47,8 +56,7 @@ class VanillaEvaluator(EvaluatorBase):
         self.confusion = confusion_matrix(preds, targets, self.data_info.num_classes)
         names = self.data_info.class_names
         self.examples = [
-            (names[p], names[t])
-            for p, t in zip(preds[:EXAMPLES].tolist(), targets[:EXAMPLES].tolist(), strict=True)
+            (i, names[preds[i]], names[targets[i]]) for i in spread_indices(len(targets), EXAMPLES)
         ]
         return {
             "accuracy": (preds == targets).double().mean().item(),
@@ -62,8 +70,9 @@ class VanillaEvaluator(EvaluatorBase):
         log.info("test accuracy %.4f on %d samples", metrics["accuracy"], metrics["samples"])
         for name, acc in metrics["per_class_accuracy"].items():
             log.info("  %-12s %.4f", name, acc)
-        for pred, label in self.examples:
-            log.info("  predicted %-12s label %s", pred, label)
+        for index, pred, label in self.examples:
+            mark = "" if pred == label else "  (wrong)"
+            log.info("  test sample %-6d predicted %-12s label %s%s", index, pred, label, mark)
         path = self.output_path("confusion_matrix.png")
         title = f"{self.cfg.model_type} on {self.cfg.data_type} test: acc {metrics['accuracy']:.4f}"
         save_confusion_matrix(self.confusion, list(self.data_info.class_names), path, title)
