@@ -301,6 +301,8 @@ class EvaluatorBase:
         log.info(
             "evaluating %s on %d test samples%s", self.checkpoint_path, len(self.data.test), share
         )
+        if self.data.groups:
+            log.info("test groups: %s", ", ".join(self.data.groups["test"]))
         metrics = self.evaluate()
         self.report(metrics)
         path = self.output_path("test_metrics.json")

@@ -367,4 +367,8 @@ def build_pair_splits(
         input_shape=(channels, height, width),
         num_classes=num_classes,
         class_names=class_names,
+        groups={
+            name: sorted({p.group for p in split})
+            for name, split in (("train", train), ("val", val), ("test", test))
+        },
     )

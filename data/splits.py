@@ -2,7 +2,7 @@
 agrees on."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
@@ -61,6 +61,8 @@ class DataSplits:
     class_names: list[str]
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    # The groups (whole objects, such as cars) in each split, where a dataset splits by group.
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def info(self) -> DataInfo:

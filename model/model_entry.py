@@ -83,6 +83,13 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
+def summarize_model(name: str, model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """One line for the terminal: the model's name, parameter counts and input shape."""
+    total, trainable = count_parameters(model)
+    shape = "x".join(map(str, input_shape))
+    return f"{name}: {total:,} parameters ({trainable:,} trainable), input {shape}"
+
+
 def describe_model(model: nn.Module) -> str:
     """The module tree followed by its parameter counts, for the start of the log."""
     total, trainable = count_parameters(model)

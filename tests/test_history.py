@@ -66,6 +66,8 @@ def test_the_options_are_hparams_compared_by_the_logged_metrics(tmp_path):
     assert hparams["optimizer"].string_value == "adam"
     assert hparams["flip"].bool_value is False
     assert hparams["clip_grad_norm"].string_value == "None"
+    # Options of the datasets and models the run did not select are left out.
+    assert "batch_size" in hparams and not {"base_width", "mask_suffix", "img_scale"} & set(hparams)
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     tags = {metric.name.tag for metric in experiment.metric_infos}
     assert tags == SCALAR_TAGS

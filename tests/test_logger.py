@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from utils.logger import TqdmHandler, setup_logging
+from utils.logger import FILE_ONLY, EarlyRecords, TqdmHandler, setup_logging
 
 log = logging.getLogger("tests.logger")
 
@@ -43,7 +43,21 @@ def test_terminal_handler_writes_to_stdout(root_logger, capsys):
     setup_logging()
     log.warning("look here")
     assert "WARNING look here" in capsys.readouterr().out
-    assert [type(h) for h in _ours(root_logger)] == [TqdmHandler]
+    assert [type(h) for h in _ours(root_logger)] == [TqdmHandler, EarlyRecords]
+
+
+def test_the_log_file_starts_with_what_came_before_it(root_logger, tmp_path, capsys):
+    """Records logged before the run dir existed reach its log file; records marked
+    FILE_ONLY reach the file and not the terminal."""
+    setup_logging()
+    log.info("decided before the run dir")
+    setup_logging(tmp_path / "train.log")
+    log.info("the tree", extra=FILE_ONLY)
+    text = (tmp_path / "train.log").read_text()
+    assert text.index("decided before the run dir") < text.index("the tree")
+    assert "the tree" not in capsys.readouterr().out
+    setup_logging(tmp_path / "other.log")  # the records went to the first file only
+    assert "decided" not in (tmp_path / "other.log").read_text()
 
 
 def test_calling_twice_does_not_duplicate_lines(root_logger, tmp_path, capsys):

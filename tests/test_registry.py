@@ -4,7 +4,7 @@ import pytest
 
 from utils.cli import ArgumentParser
 from utils.errors import UsageError
-from utils.registry import add_entry_options, lookup
+from utils.registry import add_entry_options, declared_options, lookup, options_of_others
 
 TABLE = {"zeta": 1, "alpha": 2, "Mid": 3}
 
@@ -41,3 +41,17 @@ def test_a_declarer_shared_by_entries_is_called_once_in_a_group_naming_them():
     assert groups["model options (A, B)"] == ["width"]
     assert groups["model options (B)"] == ["depth"]
     assert vars(parser.parse_args(["--width", "3"])) == {"width": 3, "depth": 2}
+
+
+def test_the_options_of_entries_not_chosen_are_those_only_they_declare():
+    def size(group):
+        group.add_argument("--size", type=int, default=1)
+
+    def depth(group):
+        group.add_argument("--depth", type=int, default=2)
+
+    declarers = {"A": (size,), "B": (size, depth), "C": ()}
+    assert declared_options((size, depth)) == {"size", "depth"}
+    assert options_of_others(declarers, "A") == {"depth"}
+    assert options_of_others(declarers, "B") == set()
+    assert options_of_others(declarers, "C") == {"size", "depth"}

@@ -14,7 +14,8 @@ from utils.config import CONFIG_NAME
 from utils.distributed import DistInfo
 from utils.earlystopper import EarlyStopper
 from utils.history import read_metrics
-from utils.run_log import RunLog, epoch_line, scalar_tag
+from utils.logger import setup_logging
+from utils.run_log import RunLog, describe_groups, epoch_line, scalar_tag
 from utils.status import FINISHED, read_status
 
 CPU = torch.device("cpu")
@@ -101,6 +102,33 @@ def test_the_start_says_where_on_what_and_with_how_many_processes(tmp_path, capl
     assert "device cuda:0, cuda:1 (rank 0 of 2 DDP processes)" in caplog.text
     assert "data Toy: train 8, val 2, test 3 samples; classes a, b, c" in caplog.text
     assert "amp off (as asked); channels_last off" in caplog.text
+
+
+def test_the_terminal_gets_one_model_line_and_the_log_file_its_tree(tmp_path, capsys):
+    """What the run decided is in train.log, config.json and on the terminal alike, lines
+    logged before the run dir existed included; the module tree is for the log file."""
+    setup_logging()  # as the trainer does first
+    logging.getLogger("data").info("--img_size not given: 4x4, the size of a.png")
+    record = RunLog(tmp_path, options(data_type="Toy", model_type="MLP"), is_main=True, device=CPU)
+    groups = {"train": ["car1", "car2"], "val": ["car3"], "test": ["car4"]}
+    data = DataSplits([0] * 8, [0] * 2, [0] * 3, (1, 4, 4), 3, ["a", "b", "c"], groups=groups)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    record.start([], DistInfo(), (("off", "as asked"), False, None), data, model)
+    terminal, log_file = capsys.readouterr().out, (tmp_path / "train.log").read_text()
+    for text in (terminal, log_file):
+        assert "--img_size not given: 4x4" in text
+        assert "model MLP: 51 parameters (51 trainable), input 1x4x4" in text
+        assert "groups, each whole in one split: train car1, car2; val car3; test car4" in text
+    assert "Linear(in_features=16" in log_file and "Linear(" not in terminal
+    decided = json.loads((tmp_path / CONFIG_NAME).read_text())["decided"]
+    assert decided["input_shape"] == [1, 4, 4] and decided["groups"] == groups
+    assert decided["samples"] == {"train": 8, "val": 2, "test": 3} and decided["parameters"] == 51
+
+
+def test_groups_beyond_a_dozen_are_counted():
+    assert describe_groups({"test": [f"g{i}" for i in range(14)]}, most=2) == (
+        "test g0, g1, ... (14 in all)"
+    )
 
 
 def session_starts(run_dir) -> list[int]:

@@ -54,8 +54,20 @@ def environment_info(device: torch.device) -> dict[str, Any]:
 
 def save_config(path: str | Path, options: dict[str, Any], environment: dict[str, Any]) -> None:
     """Write ``{"options": ..., "environment": ...}`` as indented JSON, atomically."""
-    text = json.dumps({"options": options, "environment": environment}, indent=2, sort_keys=True)
+    write_config(path, {"options": options, "environment": environment})
+
+
+def write_config(path: str | Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True)
     atomic_write(path, lambda f: f.write((text + "\n").encode()))
+
+
+def add_to_config(path: str | Path, key: str, value: Any) -> None:
+    """Record ``key: value`` beside the options in the config at ``path``: what the run
+    decided from its options and data (``"decided"``), where the options say ``auto``."""
+    data = load_config(path)
+    data[key] = value
+    write_config(path, data)
 
 
 def resolve_config_path(path: str | Path) -> Path:

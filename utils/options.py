@@ -6,6 +6,7 @@ options also come from a ``--config`` file (``utils/config_file.py``).
 """
 
 import argparse
+from typing import Any
 
 from data.data_entry import DATASETS, add_data_options
 from model.model_entry import MODELS, add_model_options
@@ -23,6 +24,7 @@ from utils.cli import (
 from utils.compile import compile_choice
 from utils.config_file import ConfigFileParser
 from utils.optimizer import OPTIMIZERS
+from utils.registry import options_of_others
 from utils.scheduler import SCHEDULERS
 
 
@@ -196,3 +198,11 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     add_model_options(parser)
     add_data_options(parser)
     return parser
+
+
+def run_options(opt: argparse.Namespace) -> dict[str, Any]:
+    """``opt`` without the options of the datasets and models the run did not select: what a
+    reader comparing runs (TensorBoard's HParams tab) wants to see."""
+    others = options_of_others({n: e.options for n, e in DATASETS.items()}, opt.data_type)
+    others |= options_of_others({n: e.options for n, e in MODELS.items()}, opt.model_type)
+    return {key: value for key, value in vars(opt).items() if key not in others}

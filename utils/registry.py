@@ -42,3 +42,20 @@ def add_entry_options(
             users.setdefault(declare, []).append(name)
     for declare, names in users.items():
         declare(parser.add_argument_group(f"{kind} options ({', '.join(names)})"))
+
+
+def declared_options(declarers: Iterable[OptionDeclarer]) -> set[str]:
+    """The option names (dests) ``declarers`` add, found by letting them add to a scratch
+    parser."""
+    scratch = argparse.ArgumentParser(add_help=False)
+    group = scratch.add_argument_group()
+    for declare in declarers:
+        declare(group)
+    return {action.dest for action in scratch._actions}
+
+
+def options_of_others(declarers: Mapping[str, Iterable[OptionDeclarer]], chosen: str) -> set[str]:
+    """The options that entries other than ``chosen`` declare and ``chosen`` does not: those
+    a run of ``chosen`` never reads."""
+    declared = {name: declared_options(entry) for name, entry in declarers.items()}
+    return set().union(*declared.values()) - declared.get(chosen, set())

@@ -13,17 +13,18 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from data.splits import DataSplits
-from model.model_entry import describe_model
+from model.model_entry import count_parameters, describe_model, summarize_model
 from utils.amp import log_precision
 from utils.atomic import remove_partial_writes
 from utils.checkpoint import unwrap_model
 from utils.cli import script_command
-from utils.config import CONFIG_NAME, environment_info, save_config
+from utils.config import CONFIG_NAME, add_to_config, environment_info, save_config
 from utils.distributed import DistInfo
 from utils.earlystopper import EarlyStopper
 from utils.history import METRICS_NAME, MetricsHistory
 from utils.hparams import write_hparams
-from utils.logger import setup_logging
+from utils.logger import FILE_ONLY, setup_logging
+from utils.options import run_options
 from utils.status import STATUS_NAME, write_status
 from utils.wandb_writer import WandbWriter
 
@@ -34,6 +35,15 @@ def scalar_tag(metric: str) -> str:
     """The TensorBoard tag of a metric: ``val_acc`` -> ``val/acc``, ``epoch_time`` ->
     ``epoch/time``."""
     return metric.replace("_", "/", 1)
+
+
+def describe_groups(groups: dict[str, list[str]], most: int = 12) -> str:
+    """``train a, b; val c; test d`` (the first ``most`` of a split, then how many in all)."""
+    parts = []
+    for split, names in groups.items():
+        more = f", ... ({len(names)} in all)" if len(names) > most else ""
+        parts.append(f"{split} {', '.join(names[:most])}{more}")
+    return "; ".join(parts)
 
 
 def epoch_line(metrics: dict[str, float]) -> str:
@@ -112,7 +122,25 @@ class RunLog:
             *sizes,
             names if len(names) <= 200 else f"{len(data.class_names)} ({names[:200]}...)",
         )
-        log.info("model %s\n%s", self.opt.model_type, describe_model(unwrap_model(model)))
+        if data.groups:
+            log.info("groups, each whole in one split: %s", describe_groups(data.groups))
+        bare = unwrap_model(model)
+        log.info("model %s", summarize_model(self.opt.model_type, bare, data.input_shape))
+        log.info("model %s\n%s", self.opt.model_type, describe_model(bare), extra=FILE_ONLY)
+        if self.run_dir is not None and not self.opt.resume:
+            total, trainable = count_parameters(bare)
+            decided = {
+                "device": devices,
+                "amp": amp[0],
+                "channels_last": channels_last,
+                "input_shape": list(data.input_shape),
+                "num_classes": data.num_classes,
+                "samples": dict(zip(("train", "val", "test"), sizes, strict=True)),
+                "groups": data.groups,
+                "parameters": total,
+                "trainable_parameters": trainable,
+            }
+            add_to_config(self.run_dir / CONFIG_NAME, "decided", decided)
 
     def fast_dev_run(
         self, metrics: dict[str, float], batches: tuple[int, int, int], seconds: float
@@ -127,11 +155,11 @@ class RunLog:
         )
 
     def hparams(self, metric_names: list[str]) -> None:
-        """The options as TensorBoard hparams, compared by every logged metric and the best
-        ``--monitor`` value."""
+        """The options as TensorBoard hparams (less those of the datasets and models not
+        selected), compared by every logged metric and the best ``--monitor`` value."""
         if self.writer is not None:
             tags = [scalar_tag(name) for name in metric_names] + [f"best/{self.opt.monitor}"]
-            write_hparams(self.writer, vars(self.opt), tags)
+            write_hparams(self.writer, run_options(self.opt), tags)
 
     def epoch(
         self, epoch: int, global_step: int, metrics: dict[str, float], best: float, improved: bool
