@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from data.data_entry import FirstBatches, build_datasets, build_loader, first_batch
+from data.data_entry import FirstBatches, build_datasets, build_loader, end_workers, first_batch
 from data.splits import DataSplits
 from model.model_entry import build_model
 from utils.amp import autocast, pick_precision, time_steps
@@ -143,6 +143,8 @@ class TrainerBase:
         self.epoch_meters = MeterGroup()  # training averages of the epoch in progress
         self.epoch_skipped = 0  # batches of the epoch in progress skipped for a non-finite loss
         self.cycle_learned = 0  # batches of the accumulation cycle in progress in the gradients
+        self.epoch_seconds_before = 0.0  # what the epoch in progress took before a resume
+        self.epoch_start: float | None = None  # perf_counter() at which it would have begun
         self.metrics: dict[str, float] = {}
         self.state = RunState(self)
         if resume is not None:
@@ -238,7 +240,9 @@ class TrainerBase:
             raise
         finally:
             self.run_log.close()
+            self.end_workers()
             self.leave_process_group(together)
+        self.state.drop_interrupt()
         best = self.checkpoint_path("best")
         self.run_log.end(self.guard.stop_signal.signum, self.stopper, self.EVAL_SCRIPT, best)
         return self.metrics
@@ -250,15 +254,17 @@ class TrainerBase:
         start = time.perf_counter()
         self.run_log.start(self.device_ids, self.dist, self.precision(), self.data, self.model)
         together = False
+        test_loader = self.build_loader(self.data.test, train=False)
         try:
             self.check_monitor()
             with self.guard.stop_signal:
                 train = self.train_one_epoch()
             val = self.validate()
-            test_loader = self.build_loader(self.data.test, train=False)
             test = self.evaluate(test_loader)
             together = True
         finally:
+            self.end_workers()
+            end_workers(test_loader)
             self.leave_process_group(together)
         splits = {"train": train, "val": val, "test": test}
         self.metrics = {f"{split}_{k}": v for split, m in splits.items() for k, v in m.items()}
@@ -267,8 +273,10 @@ class TrainerBase:
         return self.metrics
 
     def train_epoch_and_validate(self) -> None:
-        """One epoch of training and validation with logging and checkpoints."""
-        start = time.perf_counter()
+        """One epoch of training and validation with logging and checkpoints; its time
+        includes what it took before a resume in its middle."""
+        start = self.epoch_start = time.perf_counter() - self.epoch_seconds_before
+        self.epoch_seconds_before = 0.0
         train = self.train_one_epoch()
         if self.dist.enabled:  # an exception in validation saves from here, for every rank
             self.state.gather()
@@ -459,6 +467,12 @@ class TrainerBase:
             log.info("DataParallel over GPUs %s", self.device_ids)
             return nn.DataParallel(model, device_ids=self.device_ids)
         return model
+
+    def end_workers(self) -> None:
+        """End the loaders' worker processes as training ends, not whenever the garbage
+        collector gets to them (see ``data_entry.end_workers``)."""
+        end_workers(self.train_loader)
+        end_workers(self.val_loader)
 
     def leave_process_group(self, together: bool) -> None:
         """Under DDP, drop the wrapper that holds the process group, then leave it. Together,

@@ -15,6 +15,7 @@ from argparse import Namespace
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -135,6 +136,21 @@ def first_batch(dataset: Dataset, batch_size: int, device: torch.device) -> tupl
     keyed = getattr(dataset, "epoch_keyed", False)
     first = range(min(batch_size, len(dataset)))
     return move_to(default_collate([dataset[(0, i) if keyed else i] for i in first]), device)
+
+
+def end_workers(loader: Any) -> None:
+    """End the persistent worker processes of a DataLoader (or of the loader a
+    :class:`FirstBatches` wraps) now; iterating it again starts new ones.
+
+    Left alone, they end when the loader is garbage collected, and a trainer sits in reference
+    cycles: that may be much later, in the middle of another import, where every worker
+    waits out a 5 s join before it is killed (seen as a suite that stalled for minutes).
+    """
+    loader = getattr(loader, "loader", loader)
+    iterator = getattr(loader, "_iterator", None)  # DataLoader keeps it for persistent workers
+    if iterator is not None:
+        loader._iterator = None
+        iterator._shutdown_workers()
 
 
 class FirstBatches:

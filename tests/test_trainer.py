@@ -2,6 +2,7 @@
 
 import json
 import math
+import multiprocessing
 import os
 import shlex
 import signal
@@ -14,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
+from data.data_entry import end_workers
 from utils.checkpoint import save_checkpoint
 from utils.errors import NonFiniteLossError, UsageError
 from utils.signals import StopRequested
@@ -230,6 +232,36 @@ def test_stop_then_resume_matches_an_uninterrupted_run(
     assert "resuming with changed options" not in log  # none changed
     steps = [s for s, _ in scalars(stopped.run_dir, "val/acc")]
     assert steps == [BATCHES_PER_EPOCH * e for e in (1, 2, 3)]
+
+
+def test_an_epoch_resumed_in_its_middle_reports_its_whole_time(tmp_path):
+    """Steps of 0.1 s: epoch 2 stopped after 7 of its 10 steps and resumed takes at least
+    1 s in all (the resumed process alone, about 0.3 s), and once the run has finished the
+    interrupt checkpoint it went on from is removed, with a line saying so."""
+    slow = ("--step_delay", "0.1", "--epochs", "2")
+    stopped = interrupting(17, "ctrl-c")(options(tmp_path, *slow))
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    checkpoint = stopped.run_dir / "Vanilla_interrupt_ckpt.pth"
+    assert load(checkpoint)["epoch_seconds"] >= 0.7
+    resumed = ToyTrainer(options(tmp_path, *slow, "--resume", str(checkpoint)))
+    resumed.train()
+    assert resumed.metrics["epoch_time"] >= 1.0
+    assert not checkpoint.exists()
+    log = (stopped.run_dir / "train.log").read_text()
+    assert "removed Vanilla_interrupt_ckpt.pth: the run went on from it to its end" in log
+
+
+def test_loader_workers_end_with_training(tmp_path):
+    """DataLoader workers are persistent through a run and end as train() returns, not when
+    the garbage collector reaches the trainer."""
+    before = set(multiprocessing.active_children())
+    trainer = ToyTrainer(options(tmp_path, "--num_workers", "2", "--epochs", "1"))
+    trainer.train()
+    assert set(multiprocessing.active_children()) == before
+    assert trainer.validate()["loss"] > 0  # iterating again starts workers anew
+    end_workers(trainer.val_loader)
+    assert set(multiprocessing.active_children()) == before
 
 
 def test_any_exception_writes_an_interrupt_checkpoint(tmp_path):

@@ -7,6 +7,7 @@ this module knows how they go into a file and come back.
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,8 +137,17 @@ class RunState:
             "data": t.data.info.state_dict(),  # for prediction; not needed to resume
             "precision": {"amp": t.amp[0], "channels_last": t.channels_last},
             "world_size": t.dist.world_size,
+            "epoch_seconds": self.epoch_seconds(),
             **self.rank_state(),
         }
+
+    def epoch_seconds(self) -> float:
+        """How long the epoch in progress has taken so far (0 at an epoch end): a run resumed
+        in its middle reports the whole epoch's time."""
+        t = self.trainer
+        if not t.batch_in_epoch or t.epoch_start is None:
+            return 0.0
+        return time.perf_counter() - t.epoch_start
 
     def rank_state(self) -> dict[str, Any]:
         """What differs between DDP ranks: the RNG streams and the epoch's running meters."""
@@ -171,6 +181,7 @@ class RunState:
         else:
             t.stopper.load_state_dict(state["stopper"])
         t.epoch, t.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
+        t.epoch_seconds_before = state.get("epoch_seconds", 0.0)  # absent before it was kept
         t.global_step, t.metrics = state["global_step"], state["metrics"]
         t.scheduler.seek(t.cycles.done(t.epoch, t.batch_in_epoch))
         ranks = state.get("ranks", [])
@@ -248,6 +259,14 @@ class RunState:
         never the weights."""
         t = self.trainer
         t.batch_in_epoch, t.global_step, t.epoch_skipped, t.epoch_meters = self.committed
+
+    def drop_interrupt(self) -> None:
+        """Rank 0 removes the interrupt checkpoint of a run that has trained to its end since:
+        last and best supersede it, and ``--resume`` from it would train the end again."""
+        path = self.path("interrupt")
+        if self.trainer.dist.is_main and path.is_file():
+            path.unlink()
+            log.info("removed %s: the run went on from it to its end", path.name)
 
     def save_interrupt(self, exc: BaseException) -> None:
         """Write the interrupt checkpoint and log how to continue; never masks ``exc``.
