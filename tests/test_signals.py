@@ -37,6 +37,18 @@ def test_second_ctrl_c_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.parametrize(
+    ("signum", "told"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["SIGINT", "SIGTERM"]
+)
+def test_only_ctrl_c_is_told_how_to_stop_at_once(capfd, signum, told):
+    """A second SIGTERM waits like the first, so its notice must not promise otherwise."""
+    with GracefulStop():
+        os.kill(os.getpid(), signum)
+    notice = capfd.readouterr().err
+    assert notice.startswith(f"{signal.Signals(signum).name} received: finishing the current")
+    assert ("Ctrl-C again to stop at once" in notice) == told
+
+
 def test_previous_handlers_come_back():
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     with GracefulStop():

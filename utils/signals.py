@@ -14,6 +14,13 @@ HANDLED = (signal.SIGTERM, signal.SIGINT)
 STDERR = 2
 
 
+def stop_notice(signum: int, doing: str) -> bytes:
+    """The line a stop signal gets at once: what happens now and, for Ctrl-C, how to stop at
+    once (a second SIGTERM waits like the first, as a scheduler's grace period expects)."""
+    hint = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+    return f"{signal.Signals(signum).name} received: {doing}{hint}\n".encode()
+
+
 class StopRequested(BaseException):
     """Raised between steps after a stop signal; a BaseException, like KeyboardInterrupt.
 
@@ -59,12 +66,8 @@ class GracefulStop:
             # Straight to the file descriptor: a handler runs between two bytecodes of the main
             # thread, which may be halfway through writing a log line, and the logging and io
             # objects are not reentrant (a nested write raises and prints a traceback).
-            name = signal.Signals(signum).name
-            os.write(
-                STDERR,
-                f"{name} received: finishing the current step, then saving a checkpoint "
-                "(Ctrl-C again to stop at once)\n".encode(),
-            )
+            doing = "finishing the current step, then saving a checkpoint"
+            os.write(STDERR, stop_notice(signum, doing))
         self.signum = signum
 
     def check(self) -> None:

@@ -66,6 +66,7 @@ from utils.errors import UsageError
 from utils.resume import run_checkpoints
 from utils.rundir import make_dirs
 from utils.runs import Run, find_runs, read_run
+from utils.signals import stop_notice
 from utils.status import DONE
 from utils.table import aligned, write_csv
 
@@ -404,11 +405,8 @@ class Scheduler:
         if not again:
             # Straight to the descriptor, as utils/signals.py does: a handler may run in the
             # middle of a print.
-            os.write(
-                2,
-                f"{signal.Signals(signum).name} received: the {len(self.running)} running runs "
-                "save a checkpoint and stop (Ctrl-C again to stop at once)\n".encode(),
-            )
+            doing = f"the {len(self.running)} running runs save a checkpoint and stop"
+            os.write(2, stop_notice(signum, doing))
 
 
 def say(text: str) -> None:
