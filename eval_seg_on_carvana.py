@@ -31,7 +31,7 @@ from data.pairs import PairDataset
 from eval import EvaluatorBase, build_eval_parser
 from utils.cli import open_fraction, positive_int, run_main, str2bool
 from utils.metrics import class_dice_and_iou_per_image, dice_and_iou_per_image, predicted_classes
-from utils.plots import index_image, mask_overlay, seg_panel
+from utils.plots import index_image, mask_overlay, seg_panel, titled_panel
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,10 @@ class SegEvaluator(EvaluatorBase):
     the arg-max), averaged over the test split, at the masks' own resolution (the headline) and
     at the training scale. The headline of masks of classes is the mean over the object classes.
 
-    With ``--viz True`` every ``--viz_freq``-th test image is saved as ``<id>_image.png``,
-    ``<id>_mask.png``, ``<id>_pred.png`` and the side-by-side ``<id>_panel.png`` (training
-    scale); with ``--input``, every ``--viz_freq``-th image gets ``<name>_overlay.png``.
+    With ``--viz True`` one test image in every ``--viz_freq`` is saved in
+    ``<checkpoint stem>_pictures/`` as ``<id>_image.png``, ``<id>_mask.png``, ``<id>_pred.png``
+    and ``<id>_panel.png``, the three side by side with titles and the image's Dice (training
+    scale); with ``--input``, one image in every ``--viz_freq`` gets ``<name>_overlay.png``.
     """
 
     @property
@@ -92,9 +93,10 @@ class SegEvaluator(EvaluatorBase):
         self.resolutions.add(f"{originals.shape[-1]}x{originals.shape[-2]}")
         if self.opt.viz:
             preds = predicted_classes(outputs, self.opt.threshold)
+            dice = self.scores["dice_at_train_scale"][-1][:, self.objects].mean(1).tolist()
             for k in range(len(inputs)):
                 if (self.seen + k) % self.opt.viz_freq == 0:
-                    self.save_pictures(self.seen + k, inputs[k], masks[k], preds[k])
+                    self.save_pictures(self.seen + k, inputs[k], masks[k], preds[k], dice[k])
         self.seen += len(inputs)
 
     def add_scores(self, suffix: str, logits: Tensor, masks: Tensor) -> None:
@@ -107,14 +109,26 @@ class SegEvaluator(EvaluatorBase):
         self.scores[f"dice{suffix}"].append(dice.cpu())
         self.scores[f"iou{suffix}"].append(iou.cpu())
 
-    def save_pictures(self, index: int, image: Tensor, mask: Tensor, pred: Tensor) -> None:
-        stem = self.save_path / self.data.test.ids[index]
+    @functools.cached_property
+    def pictures(self) -> Path:
+        """``<save_path>/<checkpoint stem>_pictures/``: a folder of their own, so that the
+        run dir keeps its checkpoints and records at a glance."""
+        folder = self.output_path("pictures")
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def save_pictures(
+        self, index: int, image: Tensor, mask: Tensor, pred: Tensor, dice: float
+    ) -> None:
+        """The image, its mask and the prediction as they are (what a program reads back),
+        and a panel of the three with titles and the image's Dice at the training scale."""
+        stem = self.pictures / self.data.test.ids[index]
         top = max(1, self.data_info.num_classes - 1)  # classes as grey levels, the last white
         mask, pred = mask / top, pred / top
         save_image(image, f"{stem}_image.png")
         save_image(mask, f"{stem}_mask.png")
         save_image(pred, f"{stem}_pred.png")
-        save_image(seg_panel(image, mask, pred), f"{stem}_panel.png")
+        titled_panel(seg_panel(image, mask, pred), f"dice {dice:.4f}").save(f"{stem}_panel.png")
 
     def compute(self) -> dict[str, Any]:
         scores = {name: torch.cat(values) for name, values in self.scores.items()}
@@ -158,9 +172,9 @@ class SegEvaluator(EvaluatorBase):
         worst = sorted(metrics["per_image_dice"].items(), key=lambda item: item[1])[:3]
         log.info("lowest dice: %s", ", ".join(f"{name} {value:.4f}" for name, value in worst))
         if self.opt.viz:
-            log.info(
-                "pictures of every %d-th test image saved to %s", self.opt.viz_freq, self.save_path
-            )
+            freq = self.opt.viz_freq
+            which = "every test image" if freq == 1 else f"one test image in every {freq}"
+            log.info("pictures of %s (image, mask, prediction, panel) in %s", which, self.pictures)
 
     # ----- prediction ------------------------------------------------------------------------
 

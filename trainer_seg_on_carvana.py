@@ -12,6 +12,7 @@ import argparse
 
 import torch
 from torch import Tensor, nn
+from torchvision.utils import make_grid
 
 from loss.dice_loss import BCEDiceLoss, CEDiceLoss
 from trainer import TrainerBase, build_parser
@@ -65,7 +66,7 @@ class SegTrainer(TrainerBase):
 
     @torch.inference_mode()
     def log_images(self) -> None:
-        """Image | mask | prediction panels of the first validation images."""
+        """Image | mask | prediction panels of the first validation images, one a row."""
         samples = [self.data.val[i] for i in range(min(PANELS, len(self.data.val)))]
         images = torch.stack([image for image, _ in samples]).to(self.device)
         self.net.eval()  # the model without DDP: only rank 0 runs this, with no collectives
@@ -75,7 +76,9 @@ class SegTrainer(TrainerBase):
             seg_panel(img, mask / top, pred / top)
             for (img, mask), pred in zip(samples, preds, strict=True)
         ]
-        self.writer.add_images("val/panels", torch.stack(panels), self.global_step)
+        # One picture, a panel a row: side by side they made one strip too wide to read.
+        grid = make_grid(torch.stack(panels), nrow=1, padding=2, pad_value=1.0)
+        self.writer.add_images("val/panels", grid.unsqueeze(0), self.global_step)
 
 
 def build_seg_parser() -> argparse.ArgumentParser:

@@ -83,10 +83,12 @@ def test_unet_trains_and_evaluates_on_synthetic_cars(synthetic, tmp_path):
     events.Reload()
     assert {"val/dice", "val/iou", "train/dice"} <= set(events.Tags()["scalars"])
     assert "val/panels" in events.Tags()["images"]
+    (panels,) = {(e.width, e.height) for e in events.Images("val/panels")}
+    assert panels == (3 * 96 + 4, 4 * 64 + 5 * 2)  # 4 panels of 3 columns, one a row
     assert len(events.Scalars("val/dice")) == 6
 
-    viz = tmp_path / "viz"
-    metrics = evaluate_with_pictures(run / "UNet_best_ckpt.pth", viz, "--viz_freq", "2")
+    metrics = evaluate_with_pictures(run / "UNet_best_ckpt.pth", tmp_path, "--viz_freq", "2")
+    viz = tmp_path / "UNet_best_ckpt_pictures"
     assert metrics["images"] == VIEWS  # one of six cars is the test split
     assert metrics["dice"] > 0.7 and 0 < metrics["iou"] <= metrics["dice"]
     pictured = sorted(metrics["per_image_dice"])[::2]
@@ -94,6 +96,8 @@ def test_unet_trains_and_evaluates_on_synthetic_cars(synthetic, tmp_path):
         for kind in ("image", "mask", "pred", "panel"):
             assert (viz / f"{name}_{kind}.png").is_file()
     assert len(list(viz.glob("*.png"))) == 4 * len(pictured)
+    with Image.open(viz / f"{pictured[0]}_panel.png") as panel:  # titles over 3 columns
+        assert panel.size == (3 * 160, round(64 * 160 / 96) + 16)
 
 
 def test_unetpp_with_deep_supervision_trains(synthetic, tmp_path):
@@ -136,7 +140,7 @@ def real_run(tmp_path_factory) -> dict:
         "cache": tmp / "cache",
         "checkpoint": checkpoint,
         "metrics": metrics,
-        "viz": tmp / "viz",
+        "viz": tmp / "viz" / "UNet_best_ckpt_pictures",
     }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def save_confusion_matrix(
@@ -40,6 +40,32 @@ def seg_panel(image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> to
     ``image`` is ``[3, H, W]`` in [0, 1]; ``mask`` and ``pred`` are ``[1, H, W]`` in {0, 1}.
     """
     return torch.cat([image, mask.expand_as(image), pred.expand_as(image)], dim=2)
+
+
+PANEL_TITLES = ("image", "true mask", "prediction")
+
+
+def titled_panel(panel: torch.Tensor, caption: str = "", column: int = 160) -> Image.Image:
+    """A :func:`seg_panel` as an RGB picture with a title bar: each column's name, and
+    ``caption`` (the image's score) after the last. Columns narrower than ``column`` pixels
+    are enlarged (nearest), so that the titles fit over them."""
+    pixels = (panel.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    picture = Image.fromarray(pixels)
+    width = picture.width // len(PANEL_TITLES)
+    if width < column:
+        scale = column / width
+        picture = picture.resize(
+            (round(picture.width * scale), round(picture.height * scale)), Image.Resampling.NEAREST
+        )
+        width = picture.width // len(PANEL_TITLES)
+    bar = 16
+    titled = Image.new("RGB", (picture.width, picture.height + bar), "white")
+    titled.paste(picture, (0, bar))
+    draw = ImageDraw.Draw(titled)
+    for k, title in enumerate(PANEL_TITLES):
+        text = f"{title}  {caption}" if caption and k == len(PANEL_TITLES) - 1 else title
+        draw.text((k * width + 4, 2), text, fill="black")
+    return titled
 
 
 def class_colours(num_classes: int) -> np.ndarray:
