@@ -77,6 +77,24 @@ def grouper(pattern: str | None) -> re.Pattern | None:
     return compiled
 
 
+def suffix_hint(image_stem: str, image_stems: set[str], mask_files: dict[str, Path]) -> str:
+    """``; <mask> is there: pass --mask_suffix <suffix>`` where a mask's stem is the image's
+    plus a suffix (of those, the suffix that pairs the most images), else ''."""
+    candidates = {
+        stem[len(image_stem) :]: path
+        for stem, path in mask_files.items()
+        if stem.startswith(image_stem) and stem != image_stem
+    }
+    if not candidates:
+        return ""
+
+    def paired(suffix: str) -> int:
+        return sum(s.endswith(suffix) and s.removesuffix(suffix) in image_stems for s in mask_files)
+
+    suffix = max(sorted(candidates), key=paired)
+    return f"; {candidates[suffix]} is there: pass --mask_suffix {suffix}"
+
+
 def find_pairs(root: Path, mask_suffix: str = "", group_pattern: str | None = None) -> list[Pair]:
     """Every image of ``root/images`` with its mask in ``root/masks``; an image without a mask,
     a mask without an image or a name the group pattern does not match is a UsageError."""
@@ -87,13 +105,16 @@ def find_pairs(root: Path, mask_suffix: str = "", group_pattern: str | None = No
                 f"--data_dir {root}: no {folder.name}/ folder; expected {IMAGE_DIR}/<name>.<ext>"
                 f" and {MASK_DIR}/<name>{mask_suffix}.png"
             )
-    images = stems(image_dir)
-    masks = {stem.removesuffix(mask_suffix): path for stem, path in stems(mask_dir).items()}
+    images, mask_files = stems(image_dir), stems(mask_dir)
+    masks = {stem.removesuffix(mask_suffix): path for stem, path in mask_files.items()}
     if not images:
         raise UsageError(f"--data_dir {root}: no image files in {image_dir}")
     if no_mask := sorted(images.keys() - masks.keys()):
         expected = mask_dir / f"{no_mask[0]}{mask_suffix}.png"
-        raise UsageError(f"image {images[no_mask[0]]} has no mask: expected {expected}")
+        raise UsageError(
+            f"image {images[no_mask[0]]} has no mask: expected {expected}"
+            + suffix_hint(no_mask[0], set(images), mask_files)
+        )
     if no_image := sorted(masks.keys() - images.keys()):
         expected = image_dir / f"{no_image[0]}.png"
         raise UsageError(f"mask {masks[no_image[0]]} has no image: expected {expected}")

@@ -56,8 +56,12 @@ def test_masks_pair_with_images_by_stem_and_suffix(binary):
         assert pair.image == binary / "images" / f"{pair.id}.png"
         assert pair.mask == binary / "masks" / f"{pair.id}_mask.png"
         assert pair.group == pair.id  # no pattern: each image is its own group
-    with pytest.raises(UsageError, match="has no mask"):
-        find_pairs(binary)  # without the suffix, no stem matches
+    with pytest.raises(UsageError, match=r"has no mask: .* is there: pass --mask_suffix _mask$"):
+        find_pairs(binary)  # without the suffix, no stem matches: the message names it
+    with pytest.raises(
+        UsageError, match=r"_m.png; .*_mask.png is there: pass --mask_suffix _mask$"
+    ):
+        find_pairs(binary, "_m")
 
 
 def test_the_group_pattern_names_each_images_object(binary):
