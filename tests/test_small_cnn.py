@@ -150,7 +150,8 @@ def test_learns_bar_orientation_wherever_the_bar_is():
 def test_recipe_options_train_and_evaluate_on_a_sample_of_fashion_mnist(
     fashion_mnist_root: Path, tmp_path: Path
 ):
-    """The README recipe (onecycle, smoothing, flips, AdamW, channels_last) on 3% of the data."""
+    """The recipe of docs/results.md (onecycle, smoothing, flips, AdamW, channels_last) on 3%
+    of the data."""
     out = tmp_path / "runs"
     trainer_vanilla.main(
         [

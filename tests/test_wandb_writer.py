@@ -3,7 +3,7 @@ stops a run.
 
 wandb is not a requirement of the project (its wheel and dependencies are about 90 MB and it
 starts a service process), so these tests put a stand-in ``wandb`` module in its place that
-records what the writer sends; the README says so.
+records what the writer sends; docs/development.md says so.
 """
 
 import sys
