@@ -72,7 +72,12 @@ DATASETS: dict[str, DatasetEntry] = {
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """Add every dataset's own options to ``parser``, one group per declarer."""
-    add_entry_options(parser, "data", {name: e.options for name, e in DATASETS.items()})
+    add_entry_options(parser, "data", dataset_declarers())
+
+
+def dataset_declarers() -> dict[str, tuple[OptionDeclarer, ...]]:
+    """Each dataset's name -> the declarers of its own options."""
+    return {name: entry.options for name, entry in DATASETS.items()}
 
 
 def build_datasets(opt: Namespace) -> DataSplits:

@@ -68,7 +68,12 @@ MODELS: dict[str, ModelEntry] = {
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Add every model's own options to ``parser``, one group per declarer."""
-    add_entry_options(parser, "model", {name: e.options for name, e in MODELS.items()})
+    add_entry_options(parser, "model", model_declarers())
+
+
+def model_declarers() -> dict[str, tuple[OptionDeclarer, ...]]:
+    """Each model's name -> the declarers of its own options."""
+    return {name: entry.options for name, entry in MODELS.items()}
 
 
 def build_model(opt: Namespace, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -83,9 +88,10 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def summarize_model(name: str, model: nn.Module, input_shape: tuple[int, ...]) -> str:
-    """One line for the terminal: the model's name, parameter counts and input shape."""
-    total, trainable = count_parameters(model)
+def summarize_model(name: str, counts: tuple[int, int], input_shape: tuple[int, ...]) -> str:
+    """One line for the terminal: the model's name, its :func:`count_parameters` and the
+    input shape."""
+    total, trainable = counts
     shape = "x".join(map(str, input_shape))
     return f"{name}: {total:,} parameters ({trainable:,} trainable), input {shape}"
 

@@ -8,8 +8,8 @@ options also come from a ``--config`` file (``utils/config_file.py``).
 import argparse
 from typing import Any
 
-from data.data_entry import DATASETS, add_data_options
-from model.model_entry import MODELS, add_model_options
+from data.data_entry import DATASETS, add_data_options, dataset_declarers
+from model.model_entry import MODELS, add_model_options, model_declarers
 from utils.amp import AMP_CHOICES, auto_or_bool
 from utils.cli import (
     fraction,
@@ -203,6 +203,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
 def run_options(opt: argparse.Namespace) -> dict[str, Any]:
     """``opt`` without the options of the datasets and models the run did not select: what a
     reader comparing runs (TensorBoard's HParams tab) wants to see."""
-    others = options_of_others({n: e.options for n, e in DATASETS.items()}, opt.data_type)
-    others |= options_of_others({n: e.options for n, e in MODELS.items()}, opt.model_type)
+    others = options_of_others(dataset_declarers(), opt.data_type)
+    others |= options_of_others(model_declarers(), opt.model_type)
     return {key: value for key, value in vars(opt).items() if key not in others}

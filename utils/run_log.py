@@ -125,10 +125,10 @@ class RunLog:
         if data.groups:
             log.info("groups, each whole in one split: %s", describe_groups(data.groups))
         bare = unwrap_model(model)
-        log.info("model %s", summarize_model(self.opt.model_type, bare, data.input_shape))
+        total, trainable = counts = count_parameters(bare)
+        log.info("model %s", summarize_model(self.opt.model_type, counts, data.input_shape))
         log.info("model %s\n%s", self.opt.model_type, describe_model(bare), extra=FILE_ONLY)
         if self.run_dir is not None and not self.opt.resume:
-            total, trainable = count_parameters(bare)
             decided = {
                 "device": devices,
                 "amp": amp[0],
