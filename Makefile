@@ -4,7 +4,7 @@
 #   every runtime dependency (torch 2.6 with torchvision 0.21...): the bounds are versions it
 #   has passed on. Not part of CI (a second install of torch, about 3 GB).
 # make mutation: mutation testing of utils/ and trainer.py with mutmut: about 4,500 mutants at
-#   0.1-0.2 a second on 2 cores, so hours; MUTANTS='utils.meter.*' runs the mutants it names.
+#   0.1-0.2 a second on 2 cores, so hours; MUTANTS='utils.loop.meter.*' runs the mutants it names.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

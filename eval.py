@@ -34,7 +34,10 @@ from data.data_entry import build_datasets, build_loader, input_loader
 from data.image_files import ImageFiles, collate_by_shape, find_images
 from data.splits import DataInfo
 from model.model_entry import build_model
-from utils.amp import (
+from utils.atomic import atomic_write
+from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, str2bool
+from utils.errors import UsageError
+from utils.loop.amp import (
     AMP_CHOICES,
     auto_or_bool,
     autocast,
@@ -42,15 +45,12 @@ from utils.amp import (
     resolve_amp,
     resolve_channels_last,
 )
-from utils.atomic import atomic_write
-from utils.checkpoint import load_checkpoint, load_model_state
-from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, str2bool
-from utils.config import CONFIG_NAME, RunOptions, load_config
-from utils.device import channels_last, move_to, select_device
-from utils.errors import UsageError
-from utils.logger import setup_logging
-from utils.progress import Progress
-from utils.rundir import make_dirs
+from utils.loop.device import channels_last, move_to, select_device
+from utils.loop.logger import setup_logging
+from utils.loop.progress import Progress
+from utils.records.checkpoint import load_checkpoint, load_model_state
+from utils.records.config import CONFIG_NAME, RunOptions, load_config
+from utils.records.rundir import make_dirs
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,8 @@ class EvaluatorBase:
         # Prediction needs no data, unless the checkpoint is too old to describe it.
         self.data = None if self.inputs else build_datasets(self.cfg)
         self.data_info = self.read_data_info(state)
+        if self.inputs:
+            self.load_input = input_loader(self.cfg, self.data_info)  # refuses data without it
         self.model = self.prepare_model(state["model"])
         self.save_path = Path(opt.save_path) if opt.save_path else self.checkpoint_path.parent
         if self.inputs:
@@ -192,7 +194,7 @@ class EvaluatorBase:
 
     def prepare_model(self, weights: dict[str, Tensor]) -> nn.Module:
         """The run's model with the checkpoint's weights, on the device, in eval mode."""
-        model = build_model(self.cfg, self.data_info.input_shape, self.data_info.num_classes)
+        model = build_model(self.cfg, self.data_info.input_shape, self.data_info.num_outputs)
         load_model_state(model, weights, f"checkpoint {self.checkpoint_path}")
         model.to(self.device).eval()
         self.amp = resolve_amp(self.cfg.amp, self.device)
@@ -222,7 +224,9 @@ class EvaluatorBase:
     def report(self, metrics: dict[str, Any]) -> None:
         """Show the metrics; by default one log line per scalar."""
         for name, value in metrics.items():
-            if isinstance(value, float | int):
+            if isinstance(value, int):  # a count, such as the samples scored
+                log.info("test %s %d", name, value)
+            elif isinstance(value, float):
                 log.info("test %s %.4f", name, value)
 
     # ----- hooks: prediction -----------------------------------------------------------------
@@ -271,7 +275,7 @@ class EvaluatorBase:
         """
         self.reset()
         loader = DataLoader(
-            ImageFiles(self.inputs, input_loader(self.cfg, self.data_info)),
+            ImageFiles(self.inputs, self.load_input),
             batch_size=self.cfg.batch_size,
             num_workers=self.cfg.num_workers,
             collate_fn=collate_by_shape,

@@ -30,7 +30,11 @@ from data.image_files import open_image
 from data.pairs import PairDataset
 from eval import EvaluatorBase, build_eval_parser
 from utils.cli import open_fraction, positive_int, run_main, str2bool
-from utils.metrics import class_dice_and_iou_per_image, dice_and_iou_per_image, predicted_classes
+from utils.loop.metrics import (
+    class_dice_and_iou_per_image,
+    dice_and_iou_per_image,
+    predicted_classes,
+)
 from utils.plots import index_image, mask_overlay, seg_panel, titled_panel
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,7 @@ class SegEvaluator(EvaluatorBase):
 
     @property
     def binary(self) -> bool:
-        return self.data_info.num_classes == 1
+        return self.data_info.num_outputs == 1
 
     @property
     def objects(self) -> slice:
@@ -123,7 +127,7 @@ class SegEvaluator(EvaluatorBase):
         """The image, its mask and the prediction as they are (what a program reads back),
         and a panel of the three with titles and the image's Dice at the training scale."""
         stem = self.pictures / self.data.test.ids[index]
-        top = max(1, self.data_info.num_classes - 1)  # classes as grey levels, the last white
+        top = max(1, self.data_info.num_outputs - 1)  # classes as grey levels, the last white
         mask, pred = mask / top, pred / top
         save_image(image, f"{stem}_image.png")
         save_image(mask, f"{stem}_mask.png")
@@ -202,10 +206,10 @@ class SegEvaluator(EvaluatorBase):
             if self.binary:
                 Image.fromarray(classes * 255).save(self.mask_path(path))
             else:
-                index_image(classes, self.data_info.num_classes).save(self.mask_path(path))
+                index_image(classes, self.data_info.num_outputs).save(self.mask_path(path))
             if path in self.pictured:
                 photo = open_image(path).convert("RGB")
-                overlay = mask_overlay(photo, classes, max(2, self.data_info.num_classes))
+                overlay = mask_overlay(photo, classes, max(2, self.data_info.num_outputs))
                 overlay.save(self.overlay_path(path))
 
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from eval import EvaluatorBase, build_eval_parser
 from utils.atomic import atomic_write
 from utils.cli import positive_int, run_main
-from utils.metrics import confusion_matrix, per_class_accuracy
+from utils.loop.metrics import confusion_matrix, per_class_accuracy
 from utils.plots import save_confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class VanillaEvaluator(EvaluatorBase):
 
     def compute(self) -> dict[str, Any]:
         preds, targets = torch.cat(self.preds), torch.cat(self.targets)
-        self.confusion = confusion_matrix(preds, targets, self.data_info.num_classes)
+        self.confusion = confusion_matrix(preds, targets, self.data_info.num_outputs)
         names = self.data_info.class_names
         self.examples = [
             (i, names[preds[i]], names[targets[i]]) for i in spread_indices(len(targets), EXAMPLES)
@@ -82,7 +82,7 @@ class VanillaEvaluator(EvaluatorBase):
 
     @property
     def top_k(self) -> int:
-        return min(self.opt.top_k, self.data_info.num_classes)
+        return min(self.opt.top_k, self.data_info.num_outputs)
 
     def prediction_files(self) -> list[Path]:
         return [self.save_path / PREDICTIONS]

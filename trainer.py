@@ -10,11 +10,11 @@ A task subclasses TrainerBase, overrides only the hooks that differ (``build_los
 A run: select device(s) (one per process under torchrun) -> seed -> data -> run dir (new and
 timestamped, or with ``--resume`` the checkpoint's own) -> model, loss, optimizer, scheduler,
 AMP scaler, clipper, early stopper -> epochs of ``train_one_epoch`` -> ``validate`` -> log ->
-best/last checkpoints -> early-stop check. The machinery the loop drives lives beside it:
-the options in ``utils/options.py``, the checkpoints and resuming in ``utils/run_state.py``,
-the non-finite and stop checks in ``utils/guard.py``, what the run records in
-``utils/run_log.py``, accumulation cycles in ``utils/cycles.py``, ``--amp`` and
-``--channels_last`` in ``utils/amp.py``. The hot path never waits for the device for
+best/last checkpoints -> early-stop check. The machinery the loop drives lives in
+``utils/loop/``: the options in ``options.py``, the checkpoints and resuming in
+``run_state.py``, the non-finite and stop checks in ``guard.py``, what the run records in
+``run_log.py``, accumulation cycles in ``cycles.py``, ``--amp`` and ``--channels_last`` in
+``amp.py``. The hot path never waits for the device for
 book-keeping: losses and metrics are read only when a progress line or a summary shows them.
 """
 
@@ -31,37 +31,51 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from data.data_entry import FirstBatches, build_datasets, build_loader, end_workers, first_batch
+from data.augment import random_hflip
+from data.data_entry import (
+    DATASETS,
+    FirstBatches,
+    build_datasets,
+    build_loader,
+    end_workers,
+    first_batch,
+)
 from data.splits import DataSplits
-from model.model_entry import build_model
-from utils.amp import autocast, pick_precision, time_steps
-from utils.augment import random_hflip
-from utils.clipper import GradClipper
-from utils.compile import (
+from model.model_entry import MODELS, build_model
+from utils.loop import options
+from utils.loop.amp import autocast, pick_precision, time_steps
+from utils.loop.clipper import GradClipper
+from utils.loop.compile import (
     check_compile_devices,
     compile_model,
     keep_gradients_allocated,
     replays_cuda_graphs,
 )
-from utils.cycles import Cycles, scale_gradients
-from utils.device import channels_last, move_to, select_device
-from utils.distributed import gradients_synced, init_distributed, leave_process_group
-from utils.earlystopper import EarlyStopper, check_monitor
-from utils.guard import RunGuard, warn_skipped
-from utils.logger import setup_logging
-from utils.meter import MeterGroup
-from utils.optimizer import build_optimizer
-from utils.options import build_parser
-from utils.progress import Progress
-from utils.run_log import RunLog
-from utils.run_state import RunState, open_run_dir, read_resume
-from utils.scheduler import build_scheduler, check_scheduler_options
+from utils.loop.cycles import Cycles, scale_gradients
+from utils.loop.device import channels_last, move_to, select_device
+from utils.loop.distributed import gradients_synced, init_distributed, leave_process_group
+from utils.loop.earlystopper import EarlyStopper, check_monitor
+from utils.loop.guard import RunGuard, warn_skipped
+from utils.loop.logger import setup_logging
+from utils.loop.meter import MeterGroup
+from utils.loop.optimizer import build_optimizer
+from utils.loop.progress import Progress
+from utils.loop.run_log import RunLog
+from utils.loop.run_state import RunState, open_run_dir, read_resume
+from utils.loop.scheduler import build_scheduler, check_scheduler_options
+from utils.loop.wandb_writer import import_wandb
+from utils.records.status import FINISHED, RUNNING, STOPPED_EARLY, ending
 from utils.seed import seed_everything
 from utils.signals import StopRequested
-from utils.status import FINISHED, RUNNING, STOPPED_EARLY, ending
-from utils.wandb_writer import import_wandb
 
 __all__ = ["TrainerBase", "build_parser"]
+
+
+def build_parser(description: str | None = None) -> options.TaskParser:
+    """The options of every training script, with those of every registered dataset and
+    model; a task script changes defaults with ``set_defaults``."""
+    return options.build_parser(description, MODELS, DATASETS)
+
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +177,7 @@ class TrainerBase:
 
     def build_model(self) -> nn.Module:
         """The bare model, by default from ``model_entry`` and ``--model_type``."""
-        return build_model(self.opt, self.data.input_shape, self.data.num_classes)
+        return build_model(self.opt, self.data.input_shape, self.data.num_outputs)
 
     def build_loss(self) -> nn.Module:
         """The training criterion; cross-entropy (with ``--label_smoothing``) by default."""
@@ -219,7 +233,9 @@ class TrainerBase:
         """
         if self.opt.fast_dev_run:
             return self.fast_dev_run()
-        self.run_log.start(self.device_ids, self.dist, self.precision(), self.data, self.model)
+        self.run_log.start(
+            self.device_ids, self.dist, self.precision(), self.data.summary(), self.model
+        )
         self.write_status(RUNNING)
         together = False  # whether every rank ends here at the same point
         try:
@@ -252,7 +268,9 @@ class TrainerBase:
         through the task's hooks, writing nothing; a check in seconds that a long run gets
         going. Returns their metrics, named ``train_*``, ``val_*`` and ``test_*``."""
         start = time.perf_counter()
-        self.run_log.start(self.device_ids, self.dist, self.precision(), self.data, self.model)
+        self.run_log.start(
+            self.device_ids, self.dist, self.precision(), self.data.summary(), self.model
+        )
         together = False
         test_loader = self.build_loader(self.data.test, train=False)
         try:
@@ -307,7 +325,7 @@ class TrainerBase:
     def train_one_epoch(self) -> dict[str, float]:
         """Train over the epoch's batches (from ``batch_in_epoch`` on when resuming).
 
-        Under DDP the ranks agree every ``utils.guard.STOP_SYNC_STEPS`` optimizer steps on
+        Under DDP the ranks agree every ``utils.loop.guard.STOP_SYNC_STEPS`` optimizer steps on
         whether a stop signal or a non-finite loss arrived on any of them, and at its end.
         """
         self.model.train()

@@ -14,11 +14,15 @@ import torch
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
+from data.augment import random_hflip
 from loss.dice_loss import BCEDiceLoss, CEDiceLoss
 from trainer import TrainerBase, build_parser
-from utils.augment import random_hflip
 from utils.cli import run_main
-from utils.metrics import class_dice_and_iou_per_image, dice_and_iou_per_image, predicted_classes
+from utils.loop.metrics import (
+    class_dice_and_iou_per_image,
+    dice_and_iou_per_image,
+    predicted_classes,
+)
 from utils.plots import seg_panel
 
 PANELS = 4  # validation images shown in TensorBoard
@@ -41,7 +45,7 @@ class SegTrainer(TrainerBase):
     @property
     def binary(self) -> bool:
         """Whether the masks are binary: one output channel, foreground or not."""
-        return self.data.num_classes == 1
+        return self.data.num_outputs == 1
 
     def build_loss(self) -> nn.Module:
         return BCEDiceLoss() if self.binary else CEDiceLoss()
@@ -71,7 +75,7 @@ class SegTrainer(TrainerBase):
         images = torch.stack([image for image, _ in samples]).to(self.device)
         self.net.eval()  # the model without DDP: only rank 0 runs this, with no collectives
         preds = predicted_classes(final_logits(self.net(images))).cpu()
-        top = max(1, self.data.num_classes - 1)  # classes as grey levels, the last one white
+        top = max(1, self.data.num_outputs - 1)  # classes as grey levels, the last one white
         panels = [
             seg_panel(img, mask / top, pred / top)
             for (img, mask), pred in zip(samples, preds, strict=True)

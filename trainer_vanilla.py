@@ -15,7 +15,7 @@ from torch import Tensor
 
 from trainer import TrainerBase, build_parser
 from utils.cli import run_main
-from utils.metrics import accuracy
+from utils.loop.metrics import accuracy
 
 
 class VanillaTrainer(TrainerBase):

@@ -19,7 +19,8 @@ from torch import nn
 
 from model.model_entry import build_model
 from trainer import build_parser
-from utils.amp import (
+from utils.cli import positive_int, run_main
+from utils.loop.amp import (
     Precision,
     autocast,
     candidates,
@@ -29,8 +30,7 @@ from utils.amp import (
     time_candidates,
     timed_here,
 )
-from utils.cli import positive_int, run_main
-from utils.device import channels_last, select_device
+from utils.loop.device import channels_last, select_device
 
 # name: (model options, input shape, classes, batch size): the tasks' defaults.
 MODELS = {

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from trainer_seg_on_carvana import SegTrainer, build_seg_parser
-from utils.amp import synchronize
 from utils.cli import ArgumentParser, non_negative_int, positive_int, run_main
+from utils.loop.amp import synchronize
 
 
 def seg_trainer(args: list[str], out: Path, *extra: str) -> SegTrainer:

@@ -24,7 +24,7 @@ from eval_vanilla import VanillaEvaluator, build_vanilla_eval_parser
 from trainer_vanilla import VanillaTrainer, build_vanilla_parser
 from utils.cli import ArgumentParser, positive_int, run_main
 from utils.errors import UsageError
-from utils.history import METRICS_NAME, read_metrics
+from utils.records.history import METRICS_NAME, read_metrics
 from utils.table import aligned
 
 

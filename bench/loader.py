@@ -22,7 +22,7 @@ import torch
 from data.data_entry import build_loader
 from data.fashion_mnist import build_fashion_mnist
 from utils.cli import ArgumentParser, positive_int, run_main
-from utils.device import move_to, select_device
+from utils.loop.device import move_to, select_device
 
 WARMUP_BATCHES = 20
 

@@ -19,8 +19,8 @@ from torch import nn
 from data.data_entry import build_loader
 from trainer_vanilla import VanillaTrainer, build_vanilla_parser
 from utils.cli import positive_int, run_main
-from utils.optimizer import build_optimizer
-from utils.scheduler import build_scheduler
+from utils.loop.optimizer import build_optimizer
+from utils.loop.scheduler import build_scheduler
 
 
 class HandWrittenLoop:

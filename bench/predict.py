@@ -31,13 +31,13 @@ from eval_vanilla import VanillaEvaluator, build_vanilla_eval_parser
 from model.model_entry import build_model
 from trainer_seg_on_carvana import build_seg_parser
 from trainer_vanilla import build_vanilla_parser
-from utils.checkpoint import save_checkpoint
 from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, run_main
+from utils.records.checkpoint import save_checkpoint
 
 
 def fresh_checkpoint(path: Path, opt: Namespace, info: DataInfo) -> Path:
     """A checkpoint as a trainer writes it, of ``opt``'s model with its initial weights."""
-    model = build_model(opt, info.input_shape, info.num_classes)
+    model = build_model(opt, info.input_shape, info.num_outputs)
     state = {"model": model.state_dict(), "config": vars(opt), "data": info.state_dict()}
     save_checkpoint(path, state)
     return path

@@ -22,7 +22,7 @@ from data.synthetic_carvana import write_seg_folder
 from eval_seg_on_carvana import SegEvaluator, build_seg_eval_parser
 from trainer_seg_on_carvana import SegTrainer, build_seg_parser
 from utils.cli import ArgumentParser, non_negative_int, positive_int, run_main
-from utils.history import METRICS_NAME, read_metrics
+from utils.records.history import METRICS_NAME, read_metrics
 from utils.table import aligned
 
 CAR = "^([^_]+)_"  # Carvana's <car>_<view>: the car

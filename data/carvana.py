@@ -6,7 +6,15 @@ on-device path are those of every image/mask dataset (``data/pairs.py``).
 
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from PIL import Image
+
+from data import memory, pairs
+from data.augment import add_augment_options
+from data.data_entry import register_dataset
+from data.image_files import add_cache_options
 from data.pairs import BINARY, Pair, build_pair_splits
 from data.splits import DataSplits
 from utils.errors import UsageError
@@ -39,6 +47,31 @@ def find_pairs(root: Path) -> list[Pair]:
     ]
 
 
+def write_example(folder: Path) -> dict[str, Any]:
+    """Three cars of two views each in Kaggle's layout: 24x16 JPEGs of a bright box on a
+    noisy ground, and its mask as a palette GIF of 0 and 1."""
+    (folder / IMAGE_DIR).mkdir(parents=True)
+    (folder / MASK_DIR).mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    for car in ("0cafe", "1beef", "2f00d"):
+        for view in (1, 2):
+            mask = np.zeros((16, 24), dtype=np.uint8)
+            mask[4 : 10 + view, 3 + 4 * view : 20] = 1
+            pixels = generator.integers(0, 120, (16, 24, 3), dtype=np.uint8)
+            pixels[mask == 1] = (230, 60 * view, 40)
+            Image.fromarray(pixels).save(folder / IMAGE_DIR / f"{car}_{view:02d}.jpg")
+            gif = Image.fromarray(mask, mode="P")
+            gif.putpalette([0, 0, 0, 255, 255, 255])
+            gif.save(folder / MASK_DIR / f"{car}_{view:02d}{MASK_SUFFIX}")
+    return {"data_dir": str(folder), "img_scale": 0.5, "cache_dir": str(folder / "cache")}
+
+
+@register_dataset(
+    "Carvana",
+    options=(pairs.add_options, add_cache_options, add_augment_options, memory.add_options),
+    load_input=pairs.load_input,
+    example=write_example,
+)
 def build_carvana(opt: Namespace) -> DataSplits:
     """Splits by car (``val_ratio``, ``test_ratio``; or k folds of cars with ``folds`` and
     ``fold``), resized by ``img_scale``, cached, augmented and held in memory as

@@ -1,14 +1,21 @@
 """Pick a dataset by ``--data_type`` and wrap its splits in loaders.
 
-Adding a dataset: write ``data/<name>.py`` with a ``build_<name>(opt) -> DataSplits`` function
-and a ``load_input(path, opt, info) -> Tensor`` that turns one image file into the model's
-input exactly as the dataset does (prediction on new images calls it, with the run's options
-and the checkpoint's :class:`DataInfo`), and add one line to
-``DATASETS`` below. Options of the dataset's own (``--img_scale``) are declared by an
-``add_options(group)`` function beside it, named in its line.
+Adding a dataset is one new file in ``data/``: a function that builds its splits, registered
+under its name where it is defined::
+
+    @register_dataset("MyData", options=(add_options,))
+    def build_my_data(opt: Namespace) -> DataSplits: ...
+
+The selector finds it by importing every module of ``data/`` (see :class:`Registry`).
+``options`` declare the dataset's own flags (``--img_scale``); a run records only those of
+its own dataset. ``load_input(path, opt, info) -> Tensor`` turns one image file into the
+model's input exactly as the dataset does; a dataset that names it can predict new files
+(``--input``), one without it cannot. ``example(folder) -> options`` writes a few samples in
+the dataset's layout (and, for one that reads images, some image files) and returns the
+options that read them: the contract tests (``tests/test_contracts.py``) build every
+registered dataset from it. A dataset that reads no files needs none.
 """
 
-import argparse
 import functools
 import itertools
 from argparse import Namespace
@@ -21,73 +28,63 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from data import carvana, fashion_mnist, image_folder, memory, pairs, seg_folder
-from data.image_files import add_cache_options
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
 from data.splits import DataInfo, DataSplits
-from utils.augment import add_augment_options
-from utils.device import move_to
-from utils.registry import OptionDeclarer, add_entry_options, lookup
+from utils.errors import UsageError
+from utils.loop.device import move_to
+from utils.registry import OptionDeclarer, Registry
 from utils.seed import seed_worker
+
+InputLoader = Callable[[Path, Namespace, DataInfo], Tensor]
+Builder = Callable[[Namespace], DataSplits]
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A dataset's two entry points, its splits and one image file as its model's input, and
-    the declarers of the options it reads beyond the base ones."""
+    """A dataset's entry points: its splits, one image file as its model's input (where it
+    reads image files), the declarers of the options it reads beyond the base ones, and a
+    writer of a small example of its data (where it reads files)."""
 
-    build: Callable[[Namespace], DataSplits]
-    load_input: Callable[[Path, Namespace, DataInfo], Tensor]
+    build: Builder
+    load_input: InputLoader | None = None
     options: tuple[OptionDeclarer, ...] = ()
+    example: Callable[[Path], dict[str, Any]] | None = None
 
 
-DATASETS: dict[str, DatasetEntry] = {
-    "FashionMNIST": DatasetEntry(
-        fashion_mnist.build_fashion_mnist, fashion_mnist.load_input, (memory.add_options,)
-    ),
-    "ImageFolder": DatasetEntry(
-        image_folder.build_image_folder,
-        image_folder.load_input,
-        (image_folder.add_options, add_cache_options, add_augment_options, memory.add_options),
-    ),
-    "Carvana": DatasetEntry(
-        carvana.build_carvana,
-        pairs.load_input,
-        (pairs.add_options, add_cache_options, add_augment_options, memory.add_options),
-    ),
-    "SegFolder": DatasetEntry(
-        seg_folder.build_seg_folder,
-        pairs.load_input,
-        (
-            pairs.add_options,
-            seg_folder.add_options,
-            add_cache_options,
-            add_augment_options,
-            memory.add_options,
-        ),
-    ),
-}
+DATASETS: Registry[DatasetEntry] = Registry("data_type", "data", "data")
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """Add every dataset's own options to ``parser``, one group per declarer."""
-    add_entry_options(parser, "data", dataset_declarers())
+def register_dataset(
+    name: str,
+    *,
+    options: tuple[OptionDeclarer, ...] = (),
+    load_input: InputLoader | None = None,
+    example: Callable[[Path], dict[str, Any]] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Register the decorated ``build(opt) -> DataSplits`` as ``--data_type name``."""
 
+    def register(build: Builder) -> Builder:
+        DATASETS.register(name, DatasetEntry(build, load_input, options, example))
+        return build
 
-def dataset_declarers() -> dict[str, tuple[OptionDeclarer, ...]]:
-    """Each dataset's name -> the declarers of its own options."""
-    return {name: entry.options for name, entry in DATASETS.items()}
+    return register
 
 
 def build_datasets(opt: Namespace) -> DataSplits:
     """Build the splits of ``opt.data_type``; an unknown name lists the known ones."""
-    return lookup(DATASETS, opt.data_type, "data_type").build(opt)
+    return DATASETS.lookup(opt.data_type).build(opt)
 
 
 def input_loader(opt: Namespace, info: DataInfo) -> Callable[[Path], Tensor]:
-    """``path -> model input`` for image files, preprocessed as ``opt.data_type`` does it."""
-    load = lookup(DATASETS, opt.data_type, "data_type").load_input
+    """``path -> model input`` for image files, preprocessed as ``opt.data_type`` does it; a
+    dataset that reads no image files is a UsageError."""
+    load = DATASETS.lookup(opt.data_type).load_input
+    if load is None:
+        raise UsageError(
+            f"--input: --data_type {opt.data_type} reads no image files; expected a dataset "
+            "that names a load_input"
+        )
     return functools.partial(load, opt=opt, info=info)
 
 

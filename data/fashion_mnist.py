@@ -8,9 +8,10 @@ the model's input. Prediction on image files (:func:`load_input`) calls that sam
 
 import contextlib
 import io
+import struct
 from argparse import Namespace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,11 +19,13 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Subset
 
+from data import memory
+from data.data_entry import register_dataset
 from data.image_files import open_image
 from data.memory import TensorSplit
 from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.errors import UsageError
-from utils.rundir import removed_on_failure
+from utils.records.rundir import removed_on_failure
 
 if TYPE_CHECKING:
     from torchvision.datasets import FashionMNIST
@@ -78,6 +81,28 @@ def in_memory_split(source: "FashionMNIST", indices: list[int]) -> TensorSplit:
     return TensorSplit(source.data[index].unsqueeze(1), source.targets[index], MEAN, STD)
 
 
+def write_example(folder: Path) -> dict[str, Any]:
+    """A few random 28x28 images in the official files' format (unpacked, as torchvision
+    leaves them) under ``folder``, and the test images as PNGs in ``folder/images``."""
+    raw = folder / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for prefix, count in (("train", 40), ("t10k", 10)):
+        pixels = torch.randint(0, 256, (count, *SIZE), generator=generator, dtype=torch.uint8)
+        labels = torch.arange(count, dtype=torch.uint8) % 10
+        header = struct.pack(">IIII", 2051, count, *SIZE)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(header + pixels.numpy().tobytes())
+        header = struct.pack(">II", 2049, count)
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(header + labels.numpy().tobytes())
+    (folder / "images").mkdir(exist_ok=True)
+    for i, image in enumerate(pixels):
+        Image.fromarray(image.numpy()).save(folder / "images" / f"{i}.png")
+    return {"data_dir": str(folder)}
+
+
+@register_dataset(
+    "FashionMNIST", options=(memory.add_options,), load_input=load_input, example=write_example
+)
 def build_fashion_mnist(opt: Namespace) -> DataSplits:
     """Train/val from the official train set (split by ``val_ratio``), test = official test set;
     with ``folds``, test = fold ``fold`` of the official train set, train/val the other folds.
@@ -105,6 +130,6 @@ def build_fashion_mnist(opt: Namespace) -> DataSplits:
         val=split(train_pool, val_idx),
         test=split(test_source, test_idx),
         input_shape=(1, 28, 28),
-        num_classes=len(train_pool.classes),
+        num_outputs=len(train_pool.classes),
         class_names=list(train_pool.classes),
     )

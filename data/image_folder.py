@@ -30,7 +30,7 @@ from argparse import Namespace
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -38,7 +38,23 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from data.image_files import IMAGE_SUFFIXES, UNREADABLE, cache_folder, open_image, unreadable
+from data import memory
+from data.augment import (
+    PairAugment,
+    add_augment_options,
+    augment_from_options,
+    sample_seed,
+    seeded,
+)
+from data.data_entry import register_dataset
+from data.image_files import (
+    IMAGE_SUFFIXES,
+    UNREADABLE,
+    add_cache_options,
+    cache_folder,
+    open_image,
+    unreadable,
+)
 from data.memory import TensorSplit, affine, normalize
 from data.splits import (
     DataInfo,
@@ -49,7 +65,6 @@ from data.splits import (
     subsample_indices,
 )
 from utils.atomic import atomic_write
-from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
 from utils.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -515,6 +530,23 @@ def sample_splits(
     return [train, *others], mean, std
 
 
+def write_example(folder: Path) -> dict[str, Any]:
+    """Three class folders of six random 10x8 colour PNGs under ``folder/classes``."""
+    generator = np.random.default_rng(0)
+    for name in ("ant", "bee", "cat"):
+        (folder / "classes" / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = generator.integers(0, 256, (8, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / "classes" / name / f"{i}.png")
+    return {"data_dir": str(folder / "classes"), "cache_dir": str(folder / "cache")}
+
+
+@register_dataset(
+    "ImageFolder",
+    options=(add_options, add_cache_options, add_augment_options, memory.add_options),
+    load_input=load_input,
+    example=write_example,
+)
 def build_image_folder(opt: Namespace) -> DataSplits:
     """Train/val/test of the class folders under ``opt.data_dir`` (see the module's
     docstring), made ``(C, H, W)`` and normalised by the training split's mean and std."""
@@ -549,7 +581,7 @@ def build_image_folder(opt: Namespace) -> DataSplits:
         val=val,
         test=test,
         input_shape=shape,
-        num_classes=len(classes),
+        num_outputs=len(classes),
         class_names=classes,
         mean=mean,
         std=std,

@@ -5,7 +5,7 @@ A per-sample DataLoader spends most of an epoch of a small model in Python: one
 is one ``[N, C, H, W]`` uint8 tensor that :class:`MemoryLoader` moves to the device once; a
 batch is one index op and one fused multiply-add that converts and normalises it. A training
 split can carry a :class:`PairAugment`, which then changes whole batches on the device
-(``utils/batch_augment.py``) instead of one sample at a time in workers.
+(``data/batch_augment.py``) instead of one sample at a time in workers.
 """
 
 import argparse
@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from data.augment import PairAugment
+from data.batch_augment import augment_batch, batch_seed
 from data.sampler import ResumableSampler
-from utils.augment import PairAugment
-from utils.batch_augment import augment_batch, batch_seed
 from utils.cli import str2bool
 from utils.errors import UsageError
 

@@ -29,11 +29,11 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from data.augment import PairAugment, augment_from_options, sample_seed, seeded
 from data.image_files import cache_folder, header_size, open_image
 from data.memory import TensorSplit
 from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.atomic import atomic_write
-from utils.augment import PairAugment, augment_from_options, sample_seed, seeded
 from utils.cli import fraction
 from utils.errors import UsageError
 
@@ -365,7 +365,7 @@ def build_pair_splits(
         val=val_set,
         test=PairDataset(test, opt.img_scale, cache, num_classes=num_classes),
         input_shape=(channels, height, width),
-        num_classes=num_classes,
+        num_outputs=num_classes,
         class_names=class_names,
         groups={
             name: sorted({p.group for p in split})

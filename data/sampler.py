@@ -23,7 +23,7 @@ class ResumableSampler(Sampler[int]):
     With ``num_replicas=1`` the order is the epoch order itself.
 
     With ``keyed`` it yields ``(epoch, index)`` pairs for a dataset whose samples depend on the
-    epoch (random augmentation seeded per sample and epoch, see ``utils.augment``): DataLoader
+    epoch (random augmentation seeded per sample and epoch, see ``data.augment``): DataLoader
     workers hold their own copy of the dataset, so the epoch must travel with each index.
     """
 

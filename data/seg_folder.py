@@ -15,8 +15,15 @@ import logging
 import re
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
-from data.image_files import cache_folder, is_image_file
+import numpy as np
+from PIL import Image
+
+from data import memory, pairs
+from data.augment import add_augment_options
+from data.data_entry import register_dataset
+from data.image_files import add_cache_options, cache_folder, is_image_file
 from data.pairs import BINARY, Pair, build_pair_splits, cache_pairs, is_binary, values_present
 from data.splits import DataSplits
 from utils.cli import non_negative_int
@@ -163,6 +170,40 @@ def class_names_of(names: list[str] | None, num_classes: int) -> list[str]:
     return list(names)
 
 
+def write_example(folder: Path) -> dict[str, Any]:
+    """Six 20x12 PNG images of two boxes on a noisy ground under ``folder/images``, and their
+    index masks (0 background, 1 and 2 the boxes) as ``folder/masks/<stem>_mask.png``."""
+    (folder / IMAGE_DIR).mkdir(parents=True)
+    (folder / MASK_DIR).mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    for i in range(6):
+        mask = np.zeros((12, 20), dtype=np.uint8)
+        mask[2 : 6 + i % 3, 2:9] = 1
+        mask[7:11, 10 : 14 + i % 4] = 2
+        pixels = generator.integers(0, 100, (12, 20, 3), dtype=np.uint8)
+        pixels[mask == 1], pixels[mask == 2] = (250, 200, 0), (0, 90, 250)
+        Image.fromarray(pixels).save(folder / IMAGE_DIR / f"s{i}.png")
+        Image.fromarray(mask).save(folder / MASK_DIR / f"s{i}_mask.png")
+    return {
+        "data_dir": str(folder),
+        "mask_suffix": "_mask",
+        "img_scale": 0.5,
+        "cache_dir": str(folder / "cache"),
+    }
+
+
+@register_dataset(
+    "SegFolder",
+    options=(
+        pairs.add_options,
+        add_options,
+        add_cache_options,
+        add_augment_options,
+        memory.add_options,
+    ),
+    load_input=pairs.load_input,
+    example=write_example,
+)
 def build_seg_folder(opt: Namespace) -> DataSplits:
     """The pairs of ``opt.data_dir`` split by group, their classes given or read from the masks."""
     root = Path(opt.data_dir)

@@ -17,22 +17,25 @@ T = TypeVar("T")
 class DataInfo:
     """What a model needs to know about the data, and prediction needs without the data.
 
-    Checkpoints keep it (as plain containers, under ``"data"``), so a model can be rebuilt, its
-    inputs made and its outputs named from the checkpoint alone. ``mean`` and ``std`` are the
+    ``num_outputs`` is the width of the model's output: the classes of a classifier, the mask
+    classes of a segmenter (1 for a binary mask), the targets of a regression. ``class_names``
+    name the classes where there are classes, and are empty where there are none. Checkpoints
+    keep it (as plain containers, under ``"data"``), so a model can be rebuilt, its inputs
+    made and its outputs named from the checkpoint alone. ``mean`` and ``std`` are the
     per-channel normalisation of a dataset that measures it on its training images (empty
     where the dataset's code fixes it).
     """
 
     input_shape: tuple[int, ...]
-    num_classes: int
-    class_names: tuple[str, ...]
+    num_outputs: int
+    class_names: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
+            "num_outputs": self.num_outputs,
             "class_names": list(self.class_names),
             "mean": list(self.mean),
             "std": list(self.std),
@@ -42,7 +45,7 @@ class DataInfo:
     def from_state_dict(cls, state: dict[str, Any]) -> "DataInfo":
         return cls(
             tuple(state["input_shape"]),
-            state["num_classes"],
+            state.get("num_outputs", state.get("num_classes")),  # checkpoints before regression
             tuple(state["class_names"]),
             tuple(state.get("mean", ())),  # checkpoints from before measured statistics
             tuple(state.get("std", ())),
@@ -51,14 +54,15 @@ class DataInfo:
 
 @dataclass
 class DataSplits:
-    """The three splits of a dataset plus what a model needs to know about its samples."""
+    """The three splits of a dataset plus what a model needs to know about its samples (see
+    :class:`DataInfo` for ``num_outputs`` and ``class_names``)."""
 
     train: Dataset
     val: Dataset
     test: Dataset
     input_shape: tuple[int, ...]
-    num_classes: int
-    class_names: list[str]
+    num_outputs: int
+    class_names: Sequence[str] = ()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     # The groups (whole objects, such as cars) in each split, where a dataset splits by group.
@@ -68,11 +72,22 @@ class DataSplits:
     def info(self) -> DataInfo:
         return DataInfo(
             tuple(self.input_shape),
-            self.num_classes,
+            self.num_outputs,
             tuple(self.class_names),
             tuple(self.mean),
             tuple(self.std),
         )
+
+    def summary(self) -> dict[str, Any]:
+        """The splits' sizes and what the model is told, as plain values for the log and
+        config.json."""
+        return {
+            "samples": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+            "input_shape": list(self.input_shape),
+            "num_outputs": self.num_outputs,
+            "class_names": list(self.class_names),
+            "groups": self.groups,
+        }
 
 
 def subsample_indices(n: int, rate: float, seed: int) -> list[int]:

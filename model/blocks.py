@@ -3,6 +3,7 @@ option both declare."""
 
 import argparse
 import math
+from argparse import Namespace
 from collections.abc import Callable
 
 import torch
@@ -26,6 +27,11 @@ def add_block_options(group: argparse._ArgumentGroup) -> None:
         "the last epoch's batches), or GroupNorm over groups of 8 channels within each image "
         "(the same in training and evaluation)",
     )
+
+
+def block_norm(opt: Namespace) -> str:
+    """``--norm``; runs from before it existed used BatchNorm."""
+    return getattr(opt, "norm", "batch")
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

@@ -1,8 +1,11 @@
 """A small batch-norm conv net for FashionMNIST-sized images, cheap enough to train on a CPU."""
 
+from argparse import Namespace
 from collections.abc import Sequence
 
 from torch import Tensor, nn
+
+from model.model_entry import register_model
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -52,3 +55,9 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+
+@register_model("SmallCNN")
+def build_small_cnn(opt: Namespace, input_shape: tuple[int, ...], num_outputs: int) -> SmallCNN:
+    """SmallCNN for images of ``input_shape`` (channels first), any size."""
+    return SmallCNN(input_shape[0], num_outputs)

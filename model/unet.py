@@ -1,10 +1,12 @@
 """U-Net (Ronneberger et al. 2015) for per-pixel prediction."""
 
 import argparse
+from argparse import Namespace
 
 from torch import Tensor, nn
 
-from model.blocks import DoubleConv, Down, Up
+from model.blocks import DoubleConv, Down, Up, add_block_options, block_norm
+from model.model_entry import register_model
 from utils.cli import positive_int, str2bool
 
 
@@ -65,3 +67,16 @@ class UNet(nn.Module):
         for up in self.decoder:
             x = up(x, skips.pop())
         return self.head(x)
+
+
+@register_model("UNet", options=(add_block_options, add_options), per_pixel=True)
+def build_unet(opt: Namespace, input_shape: tuple[int, ...], num_outputs: int) -> UNet:
+    """UNet for images of ``input_shape`` with ``num_outputs`` logits per pixel."""
+    return UNet(
+        input_shape[0],
+        num_outputs,
+        opt.base_width,
+        depth=opt.depth,
+        bilinear=opt.bilinear,
+        norm=block_norm(opt),
+    )

@@ -1,11 +1,13 @@
 """UNet++ (Zhou et al. 2018): a U-Net whose skips are nested, densely connected decoders."""
 
 import argparse
+from argparse import Namespace
 
 import torch
 from torch import Tensor, nn
 
-from model.blocks import DoubleConv, Down, match_size
+from model.blocks import DoubleConv, Down, add_block_options, block_norm, match_size
+from model.model_entry import register_model
 from utils.cli import str2bool
 
 
@@ -77,3 +79,15 @@ class UNetPP(nn.Module):
         if self.training:
             return logits
         return torch.stack(logits).mean(dim=0)
+
+
+@register_model("UNetpp", options=(add_block_options, add_options), per_pixel=True)
+def build_unetpp(opt: Namespace, input_shape: tuple[int, ...], num_outputs: int) -> UNetPP:
+    """UNet++ for images of ``input_shape`` with ``num_outputs`` logits per pixel."""
+    return UNetPP(
+        input_shape[0],
+        num_outputs,
+        opt.base_width,
+        deep_supervision=opt.deep_supervision,
+        norm=block_norm(opt),
+    )

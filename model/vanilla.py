@@ -1,6 +1,11 @@
 """The seed classifier: a multi-layer perceptron over flattened images."""
 
+import math
+from argparse import Namespace
+
 from torch import Tensor, nn
+
+from model.model_entry import register_model
 
 
 class Vanilla(nn.Module):
@@ -23,3 +28,9 @@ class Vanilla(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+@register_model("Vanilla")
+def build_vanilla(opt: Namespace, input_shape: tuple[int, ...], num_outputs: int) -> Vanilla:
+    """The MLP over a flattened sample of ``input_shape``."""
+    return Vanilla(math.prod(input_shape), num_outputs)

@@ -1,4 +1,4 @@
-"""Tests for utils.amp: the autocast context each --amp mode gives, and what auto picks."""
+"""Tests for utils.loop.amp: the autocast context each --amp mode gives, and what auto picks."""
 
 import argparse
 import logging
@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-import utils.amp as amp_module
-from utils.amp import (
+import utils.loop.amp as amp_module
+from utils.errors import UsageError
+from utils.loop.amp import (
     AMP_MODES,
     CPU_BF16_ENV,
     auto_or_bool,
@@ -24,8 +25,7 @@ from utils.amp import (
     time_candidates,
     time_steps,
 )
-from utils.distributed import DistInfo
-from utils.errors import UsageError
+from utils.loop.distributed import DistInfo
 
 CPU = torch.device("cpu")
 
@@ -152,7 +152,7 @@ def test_auto_or_bool_refuses_other_text():
 
 
 def test_the_log_says_what_was_chosen_and_warns_when_it_is_slow(caplog):
-    with caplog.at_level(logging.INFO, logger="utils.amp"):
+    with caplog.at_level(logging.INFO, logger="utils.loop.amp"):
         log_precision(("off", "no native bf16 on this cpu"), True, "auto")
         log_precision(("fp16", "slow: a CPU has no fast fp16 kernels"), False, False)
     first, second = caplog.records

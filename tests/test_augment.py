@@ -1,4 +1,4 @@
-"""Tests for utils.augment: batch flips, and image + mask augmentation seeded per sample."""
+"""Tests for data.augment: batch flips, and image + mask augmentation seeded per sample."""
 
 import dataclasses
 from argparse import Namespace
@@ -6,7 +6,7 @@ from argparse import Namespace
 import pytest
 import torch
 
-from utils.augment import (
+from data.augment import (
     AUGMENT_PRESETS,
     PairAugment,
     augment_from_options,

@@ -35,12 +35,12 @@ from data import synthetic_carvana
 from data.data_entry import DATASETS
 from data.synthetic_carvana import write_synthetic_carvana
 from model.model_entry import MODELS, build_model
-from utils.checkpoint import save_checkpoint
 from utils.cli import run_main
-from utils.config import save_config
-from utils.optimizer import OPTIMIZERS
-from utils.rundir import make_dirs
-from utils.scheduler import SCHEDULERS
+from utils.loop.optimizer import OPTIMIZERS
+from utils.loop.scheduler import SCHEDULERS
+from utils.records.checkpoint import save_checkpoint
+from utils.records.config import save_config
+from utils.records.rundir import make_dirs
 
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
 CPU = "--gpu_devices cpu --num_workers 0"

@@ -1,4 +1,4 @@
-"""Tests for utils.batch_augment: PairAugment on whole batches, per-sample parameters, masks
+"""Tests for data.batch_augment: PairAugment on whole batches, per-sample parameters, masks
 that follow their images, and the same draws as torchvision's transforms would make."""
 
 import dataclasses
@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from data.augment import AUGMENT_PRESETS, PairAugment
+from data.batch_augment import Draws, augment_batch, batch_seed, sampling_grid
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
-from utils.augment import AUGMENT_PRESETS, PairAugment
-from utils.batch_augment import Draws, augment_batch, batch_seed, sampling_grid
 
 CARVANA = AUGMENT_PRESETS["carvana"]
 GEOMETRIC = PairAugment(hflip=0.5, shift=0.1, scale_min=0.8, scale_max=1.25, rotate=20)

@@ -10,6 +10,7 @@ import torch
 from conftest import real_data_dir
 from PIL import Image
 
+from data.augment import AUGMENT_PRESETS
 from data.carvana import build_carvana, find_pairs
 from data.memory import TensorSplit
 from data.pairs import (
@@ -26,7 +27,6 @@ from data.pairs import (
 from data.splits import DataInfo
 from data.synthetic_carvana import VIEWS, write_synthetic_carvana
 from trainer_seg_on_carvana import build_seg_parser
-from utils.augment import AUGMENT_PRESETS
 from utils.errors import UsageError
 
 CAR = DataInfo((3, 12, 16), 1, ("car",))  # what a checkpoint of the small cars holds
@@ -195,7 +195,7 @@ def test_build_carvana_splits_by_car(small, tmp_path):
     cars = [{p.group for p in split.pairs} for split in (data.train, data.val, data.test)]
     assert [len(c) for c in cars] == [1, 1, 1]
     assert len(set.union(*cars)) == 3
-    assert data.input_shape == (3, 12, 16) and data.num_classes == 1
+    assert data.input_shape == (3, 12, 16) and data.num_outputs == 1
     image, mask = data.train[0]
     assert image.shape == (3, 12, 16) and image.dtype == torch.float32
     assert image.min() >= 0 and image.max() <= 1

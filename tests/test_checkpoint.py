@@ -1,4 +1,4 @@
-"""Tests for utils.checkpoint: atomic saving, safe loading and strict weight loading."""
+"""Tests for utils.records.checkpoint: atomic saving, safe loading and strict weight loading."""
 
 import pickle
 from pathlib import Path
@@ -7,8 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
 from utils.errors import UsageError
+from utils.records.checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+    unwrap_model,
+)
 
 
 def _touch_marker(path):

@@ -1,4 +1,4 @@
-"""Tests for utils.clipper.GradClipper."""
+"""Tests for utils.loop.clipper.GradClipper."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.clipper import GradClipper
+from utils.loop.clipper import GradClipper
 
 
 def _params_with_grads(scale=10.0, seed=0):

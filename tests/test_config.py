@@ -1,4 +1,4 @@
-"""Tests for utils.config: the run's JSON config and the environment it records."""
+"""Tests for utils.records.config: the run's JSON config and the environment it records."""
 
 import json
 import re
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils.config import (
+from utils.errors import UsageError
+from utils.records.config import (
     CONFIG_NAME,
     environment_info,
     git_commit,
@@ -17,7 +18,6 @@ from utils.config import (
     resolve_config_path,
     save_config,
 )
-from utils.errors import UsageError
 
 OPTIONS = {"lr": 0.001, "epochs": 3, "model_type": "Vanilla", "amp": False, "betas": [0.9, 0.99]}
 ENV = {"torch": "x", "device": "cpu"}

@@ -1,9 +1,9 @@
-"""Tests for utils.configcmp: diffing two run configs."""
+"""Tests for utils.experiments.configcmp: diffing two run configs."""
 
 import pytest
 
-from utils.config import CONFIG_NAME, save_config
-from utils.configcmp import MISSING, compare, diff_configs, flatten, format_table, main
+from utils.experiments.configcmp import MISSING, compare, diff_configs, flatten, format_table, main
+from utils.records.config import CONFIG_NAME, save_config
 
 BASE = {"lr": 0.001, "epochs": 10, "optimizer": "adam", "aug": {"flip": True, "crop": 4}}
 ENV = {"torch": "2.0", "hostname": "alpha", "git_commit": "abc"}

@@ -1,8 +1,8 @@
-"""Tests for utils.cycles: where accumulation cycles end, and how long they are."""
+"""Tests for utils.loop.cycles: where accumulation cycles end, and how long they are."""
 
 import pytest
 
-from utils.cycles import Cycles
+from utils.loop.cycles import Cycles
 
 
 def test_ten_batches_in_cycles_of_three_step_after_3_6_9_and_10():

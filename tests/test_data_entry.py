@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from data.data_entry import DATASETS, build_datasets, build_loader, first_batch, input_loader
+from data.data_entry import DATASETS, build_datasets, build_loader, first_batch
 from data.fashion_mnist import MEAN, STD, build_fashion_mnist, image_to_input, load_input
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
@@ -116,7 +116,7 @@ def test_fashion_mnist_splits(fashion_mnist_root):
     assert isinstance(data.train, TensorSplit)
     image, label = data.train[0]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
-    assert 0 <= label < 10 and data.num_classes == 10 and len(data.class_names) == 10
+    assert 0 <= label < 10 and data.num_outputs == 10 and len(data.class_names) == 10
     small = build_fashion_mnist(
         fashion_opt(fashion_mnist_root, train_val_sample_rate=0.01, test_sample_rate=0.1)
     )
@@ -157,23 +157,6 @@ def test_fashion_mnist_in_memory_holds_the_per_sample_splits(fashion_mnist_root)
             assert torch.equal(y, y_ref)
 
 
-def test_each_dataset_names_its_input_preprocessing(tmp_path):
-    """``input_loader`` picks the ``load_input`` of ``--data_type`` from the registry."""
-    path = tmp_path / "photo.png"
-    Image.new("RGB", (40, 30), (200, 100, 0)).save(path)
-    info = DataInfo((1, 12, 16), 1, ("a",), (0.5,), (0.25,))  # ImageFolder: the shape to make
-    shapes = {
-        name: tuple(input_loader(Namespace(data_type=name, img_scale=0.5), info)(path).shape)
-        for name in DATASETS
-    }
-    assert shapes == {
-        "FashionMNIST": (1, 28, 28),
-        "ImageFolder": (1, 12, 16),
-        "Carvana": (3, 15, 20),
-        "SegFolder": (3, 15, 20),
-    }
-
-
 def test_fashion_mnist_image_files_become_the_dataset_inputs(fashion_mnist_root, tmp_path):
     """A test image saved as PNG and read back is the input both Dataset paths give."""
     opt = fashion_opt(fashion_mnist_root, test_sample_rate=0.001)
@@ -211,7 +194,7 @@ def test_data_info_is_plain_containers_and_round_trips(tmp_path):
     state = splits.info.state_dict()
     assert state == {
         "input_shape": [3, 12, 16],
-        "num_classes": 2,
+        "num_outputs": 2,
         "class_names": ["a", "b"],
         "mean": [0.5, 0.4, 0.3],
         "std": [0.2, 0.2, 0.2],
@@ -221,7 +204,8 @@ def test_data_info_is_plain_containers_and_round_trips(tmp_path):
     assert DataInfo.from_state_dict(loaded) == splits.info
 
 
-def test_data_info_of_a_checkpoint_from_before_measured_statistics_has_none():
+def test_data_info_of_a_checkpoint_from_before_statistics_and_num_outputs_reads():
+    """Such a checkpoint names its classes ``num_classes`` and holds no mean or std."""
     old = {"input_shape": [1, 28, 28], "num_classes": 10, "class_names": list("abcdefghij")}
     assert DataInfo.from_state_dict(old) == DataInfo((1, 28, 28), 10, tuple("abcdefghij"))
 

@@ -18,7 +18,7 @@ import torch
 from conftest import end_group, read_until, run_script, start_script
 from toy_task import TOY_ARGS
 
-from utils.checkpoint import load_checkpoint, load_model_state
+from utils.records.checkpoint import load_checkpoint, load_model_state
 
 LINEAR = (*TOY_ARGS[:4], "--linear", "True", "--deterministic", "True", "--epochs", "2")
 

@@ -1,4 +1,4 @@
-"""Tests for utils.device: --gpu_devices parsing, device choice and moving batches."""
+"""Tests for utils.loop.device: --gpu_devices parsing, device choice and moving batches."""
 
 import subprocess
 import sys
@@ -8,8 +8,9 @@ import pytest
 import torch
 from conftest import REPO
 
-import utils.device
-from utils.device import (
+import utils.loop.device
+from utils.errors import UsageError
+from utils.loop.device import (
     channels_last,
     free_memory,
     move_to,
@@ -17,7 +18,6 @@ from utils.device import (
     pick_most_free,
     select_device,
 )
-from utils.errors import UsageError
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,9 @@ def gpus(monkeypatch):
 
     def machine(*free_gib: int) -> None:
         monkeypatch.setattr(torch.cuda, "device_count", lambda: len(free_gib))
-        monkeypatch.setattr(utils.device, "free_memory", lambda: [gib << 30 for gib in free_gib])
+        monkeypatch.setattr(
+            utils.loop.device, "free_memory", lambda: [gib << 30 for gib in free_gib]
+        )
 
     return machine
 
@@ -81,7 +83,7 @@ def test_select_auto_takes_the_gpu_with_the_most_free_memory(gpus):
 
 def test_auto_with_one_gpu_takes_it_without_asking_its_memory(gpus, monkeypatch):
     gpus(5)
-    monkeypatch.setattr(utils.device, "free_memory", lambda: pytest.fail("asked"))
+    monkeypatch.setattr(utils.loop.device, "free_memory", lambda: pytest.fail("asked"))
     assert select_device("auto") == (torch.device("cuda", 0), [0])
 
 
@@ -91,7 +93,7 @@ def test_free_memory_is_read_by_a_child_process():
 
 
 def test_a_child_that_cannot_read_the_gpus_is_one_line(monkeypatch):
-    monkeypatch.setattr(utils.device, "FREE_MEMORY_SCRIPT", "raise SystemExit('no driver')")
+    monkeypatch.setattr(utils.loop.device, "FREE_MEMORY_SCRIPT", "raise SystemExit('no driver')")
     with pytest.raises(UsageError, match=r"^--gpu_devices auto: .*\(no driver\); name the GPU"):
         free_memory()
 
@@ -101,7 +103,7 @@ def test_auto_opens_no_cuda_context_on_the_gpus_it_leaves():
     """In a fresh process: after ``auto`` picked a GPU and used it, only that GPU has a
     context (cudaMemGetInfo in this process would have opened one on each)."""
     code = (
-        "import torch; from utils.device import select_device; "
+        "import torch; from utils.loop.device import select_device; "
         "device, _ = select_device('auto'); torch.zeros(1, device=device); "
         "print(sum(torch._C._cuda_hasPrimaryContext(i) for i in range(torch.cuda.device_count())))"
     )

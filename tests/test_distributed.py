@@ -1,4 +1,4 @@
-"""The collectives of utils/distributed.py in a one-process gloo group: each returns only once
+"""The collectives of utils/loop/distributed.py in a one-process gloo group: each returns only once
 gloo's threads have let go of its tensors (else, before torch 2.8, a run could hang forever
 in ``destroy_process_group``); the 2-rank behaviour is covered by tests/test_ddp.py."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from utils.distributed import DistInfo, max_over_ranks, settled, sum_over_ranks
+from utils.loop.distributed import DistInfo, max_over_ranks, settled, sum_over_ranks
 
 
 @pytest.fixture

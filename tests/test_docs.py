@@ -112,7 +112,8 @@ def parse_as_the_script(target: list[str], monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.parametrize("target", [t for _, t in COMMANDS], ids=[name for name, _ in COMMANDS])
 def test_a_documented_command_parses(target, monkeypatch):
     parse_as_the_script(target, monkeypatch)
-    if target[0] == "utils.sweep" and "--" in target:  # the task's own flags, after "--"
+    # the task's own flags, after "--"
+    if target[0] == "utils.experiments.sweep" and "--" in target:
         script = target[1]
         grid = target[target.index("--grid") + 1 : target.index("--")] if "--grid" in target else []
         settings = [
@@ -126,7 +127,12 @@ def test_the_pages_show_the_main_commands():
     """The check reads what it should: the README's and the pages' commands are found."""
     scripts = {target[0] for _, target in COMMANDS}
     assert {"trainer_vanilla.py", "eval_vanilla.py", "trainer_seg_on_carvana.py"} <= scripts
-    assert {"eval_seg_on_carvana.py", "utils.sweep", "utils.runs", "utils.configcmp"} <= scripts
+    assert {
+        "eval_seg_on_carvana.py",
+        "utils.experiments.sweep",
+        "utils.experiments.runs",
+        "utils.experiments.configcmp",
+    } <= scripts
     assert len(COMMANDS) > 40
 
 

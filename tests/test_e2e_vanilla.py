@@ -68,7 +68,7 @@ def test_eval_reports_accuracy_and_writes_outputs(two_runs, fashion_mnist_root):
     options = json.loads((two_runs[0] / "config.json").read_text())["options"]
     options["data_dir"] = str(fashion_mnist_root)
     data = build_datasets(Namespace(**options))
-    model = build_model(Namespace(**options), data.input_shape, data.num_classes)
+    model = build_model(Namespace(**options), data.input_shape, data.num_outputs)
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     model.eval()
     with torch.inference_mode():
@@ -79,10 +79,10 @@ def test_eval_reports_accuracy_and_writes_outputs(two_runs, fashion_mnist_root):
 
 def test_configcmp_shows_only_what_differs(two_runs):
     first, second = two_runs
-    result = run_script("-m", "utils.configcmp", first, second)
+    result = run_script("-m", "utils.experiments.configcmp", first, second)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert any(line.split()[:3] == ["lr", "0.001", "0.002"] for line in lines)
     assert not any(line.startswith(("batch_size", "epochs")) for line in lines)
-    same = run_script("-m", "utils.configcmp", first, first / "config.json")
+    same = run_script("-m", "utils.experiments.configcmp", first, first / "config.json")
     assert same.returncode == 0

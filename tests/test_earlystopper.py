@@ -1,12 +1,12 @@
-"""Tests for utils.earlystopper.EarlyStopper."""
+"""Tests for utils.loop.earlystopper.EarlyStopper."""
 
 import math
 
 import pytest
 import torch
 
-from utils.earlystopper import EarlyStopper, check_monitor
 from utils.errors import UsageError
+from utils.loop.earlystopper import EarlyStopper, check_monitor
 
 
 def _run(stopper, values):

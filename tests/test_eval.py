@@ -9,7 +9,7 @@ import torch
 from data.synthetic_carvana import VIEWS, write_synthetic_carvana
 from eval_seg_on_carvana import SegEvaluator, build_seg_eval_parser
 from trainer_seg_on_carvana import SegTrainer, build_seg_parser
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.records.checkpoint import load_checkpoint, save_checkpoint
 
 CPU = ("--gpu_devices", "cpu", "--num_workers", "0")
 

@@ -20,7 +20,7 @@ def test_examples_come_from_every_part_of_a_split_ordered_by_class():
     preds = targets.clone()
     preds[-1] = 0
     evaluator = VanillaEvaluator.__new__(VanillaEvaluator)
-    evaluator.data_info = SimpleNamespace(num_classes=10, class_names=[f"c{i}" for i in range(10)])
+    evaluator.data_info = SimpleNamespace(num_outputs=10, class_names=[f"c{i}" for i in range(10)])
     evaluator.reset()
     evaluator.update(None, torch.nn.functional.one_hot(preds, 10).float(), targets)
     evaluator.compute()

@@ -13,7 +13,7 @@ import torch
 from conftest import read_until, run_script, start_script
 from toy_task import TOY_ARGS
 
-from utils.checkpoint import load_checkpoint
+from utils.records.checkpoint import load_checkpoint
 
 # Four epochs of 10 steps, each step followed by a checkpoint save (3.3 MB, fsync'd).
 RUN = (*TOY_ARGS, "--epochs", "4", "--deterministic", "True", "--flip", "True")

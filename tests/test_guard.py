@@ -1,4 +1,4 @@
-"""Tests for utils.guard: the first non-finite training loss, found without waiting, and the
+"""Tests for utils.loop.guard: the first non-finite training loss, found without waiting, and the
 checks of a run in one process (the DDP agreement: tests/test_ddp.py)."""
 
 import math
@@ -9,10 +9,10 @@ import pytest
 import torch
 from test_meter import CountOps
 
-from utils.distributed import DistInfo
 from utils.errors import NonFiniteLossError
-from utils.guard import SKIP_WARNINGS, LossWatch, RunGuard, warn_skipped
-from utils.meter import READ_EVERY
+from utils.loop.distributed import DistInfo
+from utils.loop.guard import SKIP_WARNINGS, LossWatch, RunGuard, warn_skipped
+from utils.loop.meter import READ_EVERY
 from utils.signals import StopRequested
 
 

@@ -7,8 +7,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from test_trainer import interrupting, options, scalars
 from toy_task import BATCHES_PER_EPOCH, SCALAR_TAGS, ToyTrainer
 
-from utils.history import METRICS_NAME, MetricsHistory, read_metrics
-from utils.status import read_status
+from utils.records.history import METRICS_NAME, MetricsHistory, read_metrics
+from utils.records.status import read_status
 
 
 def test_each_epoch_is_a_row_with_the_numbers_tensorboard_has(tmp_path):

@@ -63,7 +63,7 @@ def flat(tmp_path: Path) -> Path:
 def test_flat_class_folders_are_the_sorted_classes_in_every_split(flat):
     for _ in range(2):  # the second build finds the cache folder beside the classes
         data = build_image_folder(options(flat))
-        assert data.class_names == list(CLASSES) and data.num_classes == 3
+        assert data.class_names == list(CLASSES) and data.num_outputs == 3
         sizes = [len(data.train), len(data.val), len(data.test)]
         assert sizes == [21, 3, 6]  # test 0.2 of 10 a class, val 0.1 of the 8 left: 1
         for split in (data.train, data.val, data.test):
@@ -170,7 +170,8 @@ def test_img_size_takes_n_or_h_x_w():
     for bad in ("0", "x3", "1x2x3", "big"):
         with pytest.raises(argparse.ArgumentTypeError, match="N or HxW"):
             image_size(bad)
-    opt = build_vanilla_parser().parse_args(["--img_size", "5", "--channels", "3"])
+    argv = ["--data_type", "ImageFolder", "--img_size", "5", "--channels", "3"]
+    opt = build_vanilla_parser().parse_args(argv)
     assert (opt.img_size, opt.channels) == ("5x5", 3)
 
 

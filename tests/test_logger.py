@@ -1,10 +1,10 @@
-"""Tests for utils.logger.setup_logging."""
+"""Tests for utils.loop.logger.setup_logging."""
 
 import logging
 
 import pytest
 
-from utils.logger import FILE_ONLY, EarlyRecords, TqdmHandler, setup_logging
+from utils.loop.logger import FILE_ONLY, EarlyRecords, TqdmHandler, setup_logging
 
 log = logging.getLogger("tests.logger")
 

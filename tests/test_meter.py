@@ -1,4 +1,4 @@
-"""Tests for utils.meter: sample-weighted running averages."""
+"""Tests for utils.loop.meter: sample-weighted running averages."""
 
 import collections
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from utils.meter import READ_EVERY, AvgMeter, MeterGroup
+from utils.loop.meter import READ_EVERY, AvgMeter, MeterGroup
 
 
 def _batches(seed=0, n=20):

@@ -1,4 +1,4 @@
-"""Tests for utils.metrics against hand-written loops."""
+"""Tests for utils.loop.metrics against hand-written loops."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.metrics import (
+from utils.loop.metrics import (
     accuracy,
     class_dice_and_iou_per_image,
     confusion_matrix,

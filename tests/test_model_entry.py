@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from toy_task import TOY_ARGS, ToyTrainer, build_toy_parser
 
-from model.model_entry import MODELS, ModelEntry, build_model, count_parameters, describe_model
+from model.model_entry import MODELS, ModelEntry, build_model
 from utils.errors import UsageError
+from utils.loop.run_log import count_parameters, describe_model
 
 
 def test_unknown_model_type_lists_the_known_ones():

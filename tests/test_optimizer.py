@@ -1,4 +1,4 @@
-"""Tests for utils.optimizer.build_optimizer."""
+"""Tests for utils.loop.optimizer.build_optimizer."""
 
 from argparse import Namespace
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from utils.errors import UsageError
-from utils.optimizer import OPTIMIZERS, build_optimizer
+from utils.loop.optimizer import OPTIMIZERS, build_optimizer
 
 
 def _opt(name, **overrides):

@@ -1,10 +1,10 @@
-"""Tests for utils.options: the base options every training script shares."""
+"""Tests for utils.loop.options: the base options every training script shares."""
 
 import argparse
 
 import pytest
 
-from utils.options import build_parser
+from trainer import build_parser
 
 
 @pytest.fixture

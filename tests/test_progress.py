@@ -1,4 +1,4 @@
-"""Tests for utils.progress.Progress."""
+"""Tests for utils.loop.progress.Progress."""
 
 import io
 import logging
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from utils.progress import Progress
+from utils.loop.progress import Progress
 
-LOGGER = "utils.progress"
+LOGGER = "utils.loop.progress"
 
 
 class _Tty(io.StringIO):

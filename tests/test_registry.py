@@ -1,10 +1,16 @@
-"""Tests for utils.registry: lookup by name, and the options entries declare."""
+"""Tests for utils.registry and the parser of a task's options: entries found by importing
+their package, lookup by name, and each entry's options kept to the runs that select it."""
+
+import json
+import sys
+from dataclasses import dataclass
 
 import pytest
 
-from utils.cli import ArgumentParser
 from utils.errors import UsageError
-from utils.registry import add_entry_options, declared_options, lookup, options_of_others
+from utils.experiments.config_file import ConfigFileParser
+from utils.loop.options import TaskParser
+from utils.registry import Registry, declared_options, lookup
 
 TABLE = {"zeta": 1, "alpha": 2, "Mid": 3}
 
@@ -28,30 +34,127 @@ def test_lookup_is_case_sensitive():
         lookup(TABLE, "ALPHA", "optimizer")
 
 
+@dataclass(frozen=True)
+class Entry:
+    value: int
+    options: tuple = ()
+
+
+def width(group):
+    group.add_argument("--width", type=int, default=8, help="shared width")
+
+
+def depth(group):
+    group.add_argument("--depth", type=int, default=2, help="B's depth")
+
+
+ENTRY_FILE = """
+from test_registry import Entry
+from {package} import REGISTRY
+
+REGISTRY.register({name!r}, Entry({value}))
+"""
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """A package ``plugins`` on the path with a registry and no entries yet; yields a function
+    that writes one module registering an entry."""
+    root = tmp_path / "plugins"
+    root.mkdir()
+    (root / "__init__.py").write_text(
+        "from utils.registry import Registry\nREGISTRY = Registry('thing_type', 'plugins', 't')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield lambda module, name, value: (root / f"{module}.py").write_text(
+        ENTRY_FILE.format(package="plugins", name=name, value=value)
+    )
+    for name in [m for m in sys.modules if m == "plugins" or m.startswith("plugins.")]:
+        del sys.modules[name]
+
+
+def test_entries_are_found_by_importing_every_module_of_the_package(package):
+    package("b_file", "Beta", 2)
+    package("a_file", "Alpha", 1)
+    import plugins
+
+    assert "plugins.a_file" not in sys.modules  # nothing is imported before the first use
+    assert list(plugins.REGISTRY) == ["Alpha", "Beta"]
+    assert plugins.REGISTRY.lookup("Beta") == Entry(2)
+    with pytest.raises(UsageError, match="unknown thing_type 'Gamma'; known: Alpha, Beta"):
+        plugins.REGISTRY.lookup("Gamma")
+
+
+def test_a_name_registered_twice_names_both_entries(package):
+    package("a_file", "Alpha", 1)
+    package("b_file", "Alpha", 2)
+    import plugins
+
+    with pytest.raises(ValueError, match=r"--thing_type 'Alpha' is registered twice: .*1.*2"):
+        list(plugins.REGISTRY)
+
+
+def registry_of(**entries) -> Registry:
+    registry = Registry("model_type", "model", "model")
+    registry._found = True  # these entries alone: the package is not searched
+    for name, entry in entries.items():
+        registry.register(name, entry)
+    return registry
+
+
 def test_a_declarer_shared_by_entries_is_called_once_in_a_group_naming_them():
-    def width(group):
-        group.add_argument("--width", type=int, default=8, help="shared width")
-
-    def depth(group):
-        group.add_argument("--depth", type=int, default=2, help="B's depth")
-
-    parser = ArgumentParser()
-    add_entry_options(parser, "model", {"A": (width,), "B": (width, depth), "C": ()})
+    registry = registry_of(A=Entry(0, (width,)), B=Entry(1, (width, depth)), C=Entry(2))
+    parser = ConfigFileParser()
+    registry.add_options(parser)
     groups = {g.title: [a.dest for a in g._group_actions] for g in parser._action_groups}
     assert groups["model options (A, B)"] == ["width"]
     assert groups["model options (B)"] == ["depth"]
-    assert vars(parser.parse_args(["--width", "3"])) == {"width": 3, "depth": 2}
+    assert declared_options((width, depth)) == {"width", "depth"}
+    assert registry.owners() == {"width": ["A", "B"], "depth": ["B"]}
 
 
-def test_the_options_of_entries_not_chosen_are_those_only_they_declare():
-    def size(group):
-        group.add_argument("--size", type=int, default=1)
+def task_parser() -> TaskParser:
+    registry = registry_of(A=Entry(0, (width,)), B=Entry(1, (width, depth)), C=Entry(2))
+    parser = TaskParser(selectors=(registry,))
+    parser.add_argument("--model_type", default="A", choices=list(registry))
+    parser.add_argument("--lr", type=float, default=0.1)
+    registry.add_options(parser)
+    return parser
 
-    def depth(group):
-        group.add_argument("--depth", type=int, default=2)
 
-    declarers = {"A": (size,), "B": (size, depth), "C": ()}
-    assert declared_options((size, depth)) == {"size", "depth"}
-    assert options_of_others(declarers, "A") == {"depth"}
-    assert options_of_others(declarers, "B") == set()
-    assert options_of_others(declarers, "C") == {"size", "depth"}
+def test_a_run_keeps_the_options_of_the_entry_it_selects():
+    parser = task_parser()
+    assert vars(parser.parse_args([])) == {"model_type": "A", "lr": 0.1, "width": 8}
+    assert vars(parser.parse_args(["--model_type", "B", "--depth", "3"])) == {
+        "model_type": "B",
+        "lr": 0.1,
+        "width": 8,
+        "depth": 3,
+    }
+    assert vars(parser.parse_args(["--model_type", "C"])) == {"model_type": "C", "lr": 0.1}
+
+
+def test_another_entrys_option_is_one_line_naming_the_entries_that_declare_it(tmp_path, capsys):
+    parser = task_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--model_type", "C", "--width=4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--width (on the command line) is an option of --model_type A or B; " in err
+    assert "this run's --model_type is C" in err and err.count("\n") == 1
+
+    options = tmp_path / "options.json"
+    options.write_text(json.dumps({"model_type": "A", "depth": 5}))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--config", str(options)])
+    assert (
+        f"--depth (in --config {options}) is an option of --model_type B" in capsys.readouterr().err
+    )
+
+
+def test_a_run_config_recording_other_entries_options_is_taken_without_them(tmp_path):
+    """A run's config.json from before entries owned their options holds them all."""
+    run = tmp_path / "config.json"
+    run.write_text(json.dumps({"options": {"model_type": "A", "lr": 0.5, "width": 3, "depth": 7}}))
+    opt = task_parser().parse_args(["--config", str(run)])
+    assert vars(opt) == {"model_type": "A", "lr": 0.5, "width": 3}

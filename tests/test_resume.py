@@ -1,19 +1,19 @@
-"""Tests for utils.resume: --resume auto, the option check and the logged resume command."""
+"""Tests for utils.loop.resume: --resume auto, the option check and the logged resume command."""
 
 import os
 import sys
 
 import pytest
 
-from utils.config import save_config
 from utils.errors import UsageError
-from utils.resume import (
+from utils.loop.resume import (
     RESUME_FREE_OPTIONS,
     check_resume_options,
     find_latest_checkpoint,
     option_changes,
     resume_command,
 )
+from utils.records.config import save_config
 
 
 def make_run(out, name, proj, checkpoints=(), age=0):

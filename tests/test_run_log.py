@@ -1,4 +1,5 @@
-"""Tests for utils.run_log: what rank 0 records of a run, and that other ranks record nothing."""
+"""Tests for utils.loop.run_log: what rank 0 records of a run, and that other ranks record
+nothing."""
 
 import json
 import logging
@@ -10,13 +11,13 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.compat.proto.event_pb2 import SessionLog
 
 from data.splits import DataSplits
-from utils.config import CONFIG_NAME
-from utils.distributed import DistInfo
-from utils.earlystopper import EarlyStopper
-from utils.history import read_metrics
-from utils.logger import setup_logging
-from utils.run_log import RunLog, describe_groups, epoch_line, scalar_tag
-from utils.status import FINISHED, read_status
+from utils.loop.distributed import DistInfo
+from utils.loop.earlystopper import EarlyStopper
+from utils.loop.logger import setup_logging
+from utils.loop.run_log import RunLog, describe_groups, epoch_line, scalar_tag
+from utils.records.config import CONFIG_NAME
+from utils.records.history import read_metrics
+from utils.records.status import FINISHED, read_status
 
 CPU = torch.device("cpu")
 
@@ -47,7 +48,7 @@ def test_an_epoch_goes_to_the_log_tensorboard_and_metrics_csv(tmp_path, caplog):
     record = RunLog(tmp_path, options(), is_main=True, device=CPU)
     record.open(global_step=0, epoch=0, resumed=False)
     metrics = {"train_loss": 0.25, "val_acc": 0.75, "lr": 0.001, "epoch_time": 2.5}
-    with caplog.at_level(logging.INFO, logger="utils.run_log"):
+    with caplog.at_level(logging.INFO, logger="utils.loop.run_log"):
         record.epoch(1, 10, metrics, 0.75, improved=True)
     record.close()
     line = "epoch 1/3  train_loss 0.2500  val_acc 0.7500  lr 0.001  epoch_time 2.5s  *best*"
@@ -73,7 +74,7 @@ def test_the_end_names_the_late_signal_the_early_stop_and_the_command(tmp_path, 
     stopper.step(0.4)
     best = tmp_path / "Vanilla_best_ckpt.pth"
     best.write_bytes(b"")
-    with caplog.at_level(logging.INFO, logger="utils.run_log"):
+    with caplog.at_level(logging.INFO, logger="utils.loop.run_log"):
         record.end(2, stopper, "eval_vanilla.py", best)
     assert "SIGINT arrived as training ended" in caplog.text
     assert "early stop: val_acc has not improved for 1 epochs" in caplog.text
@@ -96,12 +97,24 @@ def test_the_start_says_where_on_what_and_with_how_many_processes(tmp_path, capl
     record = RunLog(tmp_path, options(data_type="Toy", model_type="MLP"), is_main=True, device=CPU)
     data = DataSplits([0] * 8, [0] * 2, [0] * 3, (1, 4, 4), 3, ["a", "b", "c"])
     precision = (("off", "as asked"), False, None)
+    model = torch.nn.Linear(2, 2)
     with caplog.at_level(logging.INFO):
-        record.start([0, 1], DistInfo(rank=0, world_size=2), precision, data, torch.nn.Linear(2, 2))
+        record.start([0, 1], DistInfo(rank=0, world_size=2), precision, data.summary(), model)
     assert f"run dir {tmp_path}" in caplog.text
     assert "device cuda:0, cuda:1 (rank 0 of 2 DDP processes)" in caplog.text
     assert "data Toy: train 8, val 2, test 3 samples; classes a, b, c" in caplog.text
     assert "amp off (as asked); channels_last off" in caplog.text
+
+
+def test_data_without_classes_is_described_by_its_outputs(tmp_path, caplog):
+    """A regression's data has targets, not classes: the log counts its outputs."""
+    record = RunLog(tmp_path, options(data_type="Toy", model_type="MLP"), is_main=True, device=CPU)
+    data = DataSplits([0] * 8, [0] * 2, [0] * 3, (5,), 2)
+    with caplog.at_level(logging.INFO):
+        model = torch.nn.Linear(5, 2)
+        record.start([], DistInfo(), (("off", "as asked"), False, None), data.summary(), model)
+    assert "data Toy: train 8, val 2, test 3 samples; 2 outputs" in caplog.text
+    assert "classes" not in caplog.text.replace(str(tmp_path), "")
 
 
 def test_the_terminal_gets_one_model_line_and_the_log_file_its_tree(tmp_path, capsys):
@@ -113,7 +126,7 @@ def test_the_terminal_gets_one_model_line_and_the_log_file_its_tree(tmp_path, ca
     groups = {"train": ["car1", "car2"], "val": ["car3"], "test": ["car4"]}
     data = DataSplits([0] * 8, [0] * 2, [0] * 3, (1, 4, 4), 3, ["a", "b", "c"], groups=groups)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    record.start([], DistInfo(), (("off", "as asked"), False, None), data, model)
+    record.start([], DistInfo(), (("off", "as asked"), False, None), data.summary(), model)
     terminal, log_file = capsys.readouterr().out, (tmp_path / "train.log").read_text()
     for text in (terminal, log_file):
         assert "--img_size not given: 4x4" in text

@@ -1,14 +1,14 @@
-"""Tests for utils.run_state: the checkpoint a run resumes, the state a checkpoint holds, and
+"""Tests for utils.loop.run_state: the checkpoint a run resumes, the state a checkpoint holds, and
 the state an interrupt checkpoint rolls back to (whole runs: tests/test_trainer.py)."""
 
 import pytest
 import torch
 from toy_task import TOY_ARGS, ToyTrainer, build_toy_parser
 
-from utils.checkpoint import save_checkpoint
-from utils.distributed import DistInfo
 from utils.errors import UsageError
-from utils.run_state import STATE_KEYS, open_run_dir, read_resume
+from utils.loop.distributed import DistInfo
+from utils.loop.run_state import STATE_KEYS, open_run_dir, read_resume
+from utils.records.checkpoint import save_checkpoint
 
 
 def trainer(tmp_path, *extra: str) -> ToyTrainer:

@@ -1,4 +1,4 @@
-"""Tests for utils.rundir: timestamped, never-reused run directories."""
+"""Tests for utils.records.rundir: timestamped, never-reused run directories."""
 
 import re
 from datetime import datetime
@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 
 from utils.errors import UsageError
-from utils.rundir import make_run_dir, timestamp
+from utils.records.rundir import make_run_dir, timestamp
 
 NOW = datetime(2026, 11, 21, 19, 4, 5)
 

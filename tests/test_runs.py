@@ -1,4 +1,4 @@
-"""python -m utils.runs: every run under a directory, whatever state each is in."""
+"""python -m utils.experiments.runs: every run under a directory, whatever state each is in."""
 
 import csv
 import json
@@ -11,8 +11,8 @@ from test_trainer import interrupting, options
 from toy_task import ToyTrainer
 
 from utils.cli import run_main
-from utils.runs import main
-from utils.status import RUNNING, read_status, write_status
+from utils.experiments.runs import main
+from utils.records.status import RUNNING, read_status, write_status
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def listed(tmp_path: Path, capsys, *argv: str | Path) -> list[dict[str, str]]:
-    """The rows ``python -m utils.runs argv`` lists, in order, read back from its CSV."""
+    """The rows ``python -m utils.experiments.runs argv`` lists, in order, read back from its
+    CSV."""
     main([*map(str, argv), "--csv", str(tmp_path / "runs.csv")])
     capsys.readouterr()
     return read_csv(tmp_path / "runs.csv")

@@ -1,4 +1,4 @@
-"""Tests for utils.scheduler.build_scheduler against closed-form learning rates."""
+"""Tests for utils.loop.scheduler.build_scheduler against closed-form learning rates."""
 
 import itertools
 import math
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from utils.errors import UsageError
-from utils.scheduler import SCHEDULERS, SELF_WARMING, build_scheduler
+from utils.loop.scheduler import SCHEDULERS, SELF_WARMING, build_scheduler
 
 BASE_LR = 0.5
 # Schedules that accept --warmup_epochs (the others warm up by themselves).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.records.checkpoint import load_checkpoint, save_checkpoint
 from utils.seed import rng_state, seed_everything, seed_worker, set_rng_state
 
 

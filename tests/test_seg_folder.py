@@ -104,7 +104,7 @@ def test_binary_masks_are_read_as_zero_and_one(binary, white):
         for path in (binary / "masks").iterdir():
             Image.fromarray((np.array(Image.open(path)) > 0).astype(np.uint8)).save(path)
     data = build_seg_folder(options(binary, "--group_pattern", CAR_ID))
-    assert data.num_classes == BINARY and data.class_names == ["object"]
+    assert data.num_outputs == BINARY and data.class_names == ["object"]
     assert isinstance(data.train, TensorSplit)
     assert set(data.train.targets.unique().tolist()) == {0, 1}
 
@@ -113,7 +113,7 @@ def test_masks_of_classes_are_read_as_their_indices(halves, caplog):
     with caplog.at_level("INFO"):
         data = build_seg_folder(options(halves, "--group_pattern", CAR_ID))
     assert "3 classes (0..2), read from the masks" in caplog.text
-    assert data.num_classes == 3
+    assert data.num_outputs == 3
     assert data.class_names == ["background", "class_1", "class_2"]
     assert set(data.train.targets.unique().tolist()) == {0, 1, 2}
     per_sample = build_seg_folder(
@@ -132,7 +132,7 @@ def test_class_names_and_counts_can_be_given(halves, binary):
     named = options(halves, "--num_classes", "3", "--class_names", "bg", "front", "back")
     assert build_seg_folder(named).class_names == ["bg", "front", "back"]
     assert build_seg_folder(options(binary, "--class_names", "car")).class_names == ["car"]
-    assert build_seg_folder(options(binary, "--num_classes", "2")).num_classes == BINARY
+    assert build_seg_folder(options(binary, "--num_classes", "2")).num_outputs == BINARY
     with pytest.raises(UsageError, match="got 2 names; expected 3"):
         build_seg_folder(options(halves, "--class_names", "a", "b"))
 

@@ -9,8 +9,8 @@ import torch
 from data.synthetic_carvana import write_synthetic_carvana
 from loss.dice_loss import BCEDiceLoss
 from trainer_seg_on_carvana import SegTrainer, build_seg_parser
-from utils.amp import cpu_has_native_bf16
-from utils.metrics import dice_and_iou_per_image
+from utils.loop.amp import cpu_has_native_bf16
+from utils.loop.metrics import dice_and_iou_per_image
 
 
 @pytest.fixture(scope="module")

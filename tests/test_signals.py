@@ -15,8 +15,8 @@ from conftest import end_group, read_until, run_script, start_script
 from toy_task import TOY_ARGS, ToyTrainer, build_toy_parser
 
 from utils.cli import run_main
+from utils.records.status import FINISHED, read_status
 from utils.signals import GracefulStop, StopRequested
-from utils.status import FINISHED, read_status
 
 
 def test_signal_sets_a_flag_that_check_raises():

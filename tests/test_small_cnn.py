@@ -13,8 +13,9 @@ from torch import nn
 
 import eval_vanilla
 import trainer_vanilla
-from model.model_entry import build_model, count_parameters, describe_model
+from model.model_entry import build_model
 from model.small_cnn import SmallCNN
+from utils.loop.run_log import count_parameters, describe_model
 
 
 @pytest.fixture(autouse=True)

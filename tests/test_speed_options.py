@@ -13,11 +13,11 @@ from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
 import trainer as trainer_module
-import utils.amp
-from utils.amp import CPU_BF16_ENV, describe_precision
-from utils.checkpoint import load_checkpoint
-from utils.compile import compile_choice, compile_mode
+import utils.loop.amp
 from utils.errors import UsageError
+from utils.loop.amp import CPU_BF16_ENV, describe_precision
+from utils.loop.compile import compile_choice, compile_mode
+from utils.records.checkpoint import load_checkpoint
 
 
 def options(out, *extra: str):
@@ -264,12 +264,12 @@ AUTO = ("--amp", "auto", "--channels_last", "auto", "--epochs", "1")
 @pytest.fixture
 def as_on_a_gpu(monkeypatch):
     """Auto times its candidates here as it does on a GPU, from a bf16 CPU's rule."""
-    monkeypatch.setattr(utils.amp, "timed_here", lambda device: True)
+    monkeypatch.setattr(utils.loop.amp, "timed_here", lambda device: True)
     monkeypatch.setenv(CPU_BF16_ENV, "1")
 
 
 def test_auto_times_each_candidate_and_leaves_the_run_as_it_was(tmp_path, as_on_a_gpu, caplog):
-    with caplog.at_level(logging.INFO, logger="utils.amp"):
+    with caplog.at_level(logging.INFO, logger="utils.loop.amp"):
         timed = TimedConv(options(tmp_path / "timed", *AUTO))
     (line,) = [r.getMessage() for r in caplog.records if "a training step on cpu" in r.getMessage()]
     for name in ("bf16+channels_last", "bf16 ", "off+channels_last", "off "):
@@ -319,7 +319,7 @@ def test_auto_follows_the_rules_for_a_compiled_model(tmp_path, as_on_a_gpu, monk
     def untimed(step, choices, device):
         raise AssertionError("timed under --compile")
 
-    monkeypatch.setattr(utils.amp, "time_candidates", untimed)
+    monkeypatch.setattr(utils.loop.amp, "time_candidates", untimed)
     compiled = TimedConv(options(tmp_path, *AUTO, "--compile", "True"))
     assert (compiled.amp[0], compiled.channels_last) == ("bf16", True)
 
@@ -330,11 +330,11 @@ def test_auto_takes_the_fastest_and_a_resumed_run_keeps_its_pick(
     def timings(fastest):
         return lambda step, choices, device: {c: 1.0 if c == fastest else 2.0 for c in choices}
 
-    monkeypatch.setattr(utils.amp, "time_candidates", timings(("off", False)))
+    monkeypatch.setattr(utils.loop.amp, "time_candidates", timings(("off", False)))
     first = TimedConv(options(tmp_path, *AUTO))
     assert (first.amp[0], first.channels_last) == ("off", False)
     first.train()
-    monkeypatch.setattr(utils.amp, "time_candidates", timings(("bf16", True)))
+    monkeypatch.setattr(utils.loop.amp, "time_candidates", timings(("bf16", True)))
     assert (TimedConv(options(tmp_path / "new", *AUTO)).amp[0]) == "bf16"
     last = first.run_dir / "Vanilla_last_ckpt.pth"
     resumed = TimedConv(options(tmp_path, *AUTO, "--resume", str(last)))

@@ -12,8 +12,7 @@ from test_trainer import interrupting, nan_loss_at, options
 from toy_task import ToyTrainer
 
 from utils.errors import NonFiniteLossError
-from utils.signals import StopRequested
-from utils.status import (
+from utils.records.status import (
     KILLED,
     RUNNING,
     STATUS_NAME,
@@ -22,6 +21,7 @@ from utils.status import (
     read_status,
     write_status,
 )
+from utils.signals import StopRequested
 
 
 class Watched(ToyTrainer):

@@ -1,5 +1,5 @@
-"""python -m utils.sweep: a grid of runs over seeds, stopped by Ctrl-C and continued, its table
-equal to the runs' own numbers; and the rules that decide what each run does."""
+"""python -m utils.experiments.sweep: a grid of runs over seeds, stopped by Ctrl-C and continued,
+its table equal to the runs' own numbers; and the rules that decide what each run does."""
 
 import csv
 import os
@@ -18,9 +18,7 @@ from toy_task import ToyTrainer
 
 from utils.cli import run_main
 from utils.errors import UsageError
-from utils.history import read_metrics
-from utils.status import read_status
-from utils.sweep import (
+from utils.experiments.sweep import (
     SweepRun,
     SweepSpec,
     check_task_args,
@@ -32,6 +30,8 @@ from utils.sweep import (
     plan_runs,
     task_command,
 )
+from utils.records.history import read_metrics
+from utils.records.status import read_status
 
 GRID = ("--grid", "lr=1e-3,3e-3", "batch_size=64,128", "--seeds", "0,1")
 
@@ -42,7 +42,16 @@ def test_a_sweep_stopped_by_ctrl_c_continues_to_a_table_of_its_runs(tmp_path, fa
     task = ["--data_dir", fashion_mnist_root, "--output_dir", tmp_path, "--epochs", "2"]
     task += ["--train_val_sample_rate", "0.03", "--test_sample_rate", "0.01"]
     task += ["--gpu_devices", "cpu", "--num_workers", "0"]
-    command = ["-m", "utils.sweep", "trainer_vanilla.py", *GRID, "--parallel", "2", "--", *task]
+    command = [
+        "-m",
+        "utils.experiments.sweep",
+        "trainer_vanilla.py",
+        *GRID,
+        "--parallel",
+        "2",
+        "--",
+        *task,
+    ]
     sweep = start_script(*command)
     deadline = time.monotonic() + 300
     while not any(read_status(p.parent)["state"] == "finished" for p in statuses(tmp_path)):

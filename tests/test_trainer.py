@@ -16,8 +16,8 @@ from torch import nn
 from toy_task import BATCHES_PER_EPOCH, TOY_ARGS, ToyTrainer, build_toy_parser
 
 from data.data_entry import end_workers
-from utils.checkpoint import save_checkpoint
 from utils.errors import NonFiniteLossError, UsageError
+from utils.records.checkpoint import save_checkpoint
 from utils.signals import StopRequested
 
 STOPS = {"ctrl-c": KeyboardInterrupt, "error": RuntimeError}
@@ -432,7 +432,7 @@ def test_checkpoints_describe_the_data_and_still_resume_without_it(tmp_path):
     # What ToyTrainer.build_data declares, for prediction without the data.
     expected = {
         "input_shape": [1, 4, 4],
-        "num_classes": 3,
+        "num_outputs": 3,
         "class_names": ["a", "b", "c"],
         "mean": [],  # the toy data measures no statistics
         "std": [],

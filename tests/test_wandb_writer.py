@@ -16,8 +16,8 @@ from test_trainer import options, scalars
 from toy_task import SCALAR_TAGS, ToyTrainer
 
 from utils.errors import UsageError
-from utils.history import read_metrics
-from utils.wandb_writer import WandbWriter
+from utils.loop.wandb_writer import WandbWriter
+from utils.records.history import read_metrics
 
 
 class RecordedRun:

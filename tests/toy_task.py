@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from data.augment import sample_seed, seeded
 from data.splits import DataSplits
 from trainer_vanilla import VanillaTrainer, build_vanilla_parser
 from utils.atomic import atomic_write
-from utils.augment import sample_seed, seeded
 from utils.cli import non_negative_float, run_main, str2bool
 
 BATCHES_PER_EPOCH = 10  # 160 train samples / batch 16
@@ -62,7 +62,7 @@ def fault(kind: str) -> int | None:
 
 class SeededNoise(Dataset):
     """Training samples plus noise drawn for each sample and epoch in the Dataset, so in the
-    DataLoader workers, as image augmentation does (``utils.augment.seeded``): every
+    DataLoader workers, as image augmentation does (``data.augment.seeded``): every
     exact-resume test covers draws made there. The same sample gets the same noise in any
     process, so DDP ranks and one process still see equal data."""
 
@@ -95,7 +95,7 @@ class ToyTrainer(VanillaTrainer):
             val=Subset(full, range(160, 200)),
             test=Subset(full, range(200, 240)),
             input_shape=(1, 4, 4),
-            num_classes=3,
+            num_outputs=3,
             class_names=["a", "b", "c"],
         )
 
@@ -128,7 +128,7 @@ class ToyTrainer(VanillaTrainer):
         self.saves += 1
         if fault("kill-in-save") != self.saves:
             return super().save(kind, every_rank_here)
-        with mock.patch("utils.run_state.save_checkpoint", write_half_then_die):
+        with mock.patch("utils.loop.run_state.save_checkpoint", write_half_then_die):
             return super().save(kind, every_rank_here)
 
     def validate(self, max_batches: int | None = None) -> dict[str, float]:

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from utils.cli import str2bool
-from utils.device import channels_last
-from utils.distributed import DistInfo, broadcast_object
 from utils.errors import UsageError
+from utils.loop.device import channels_last
+from utils.loop.distributed import DistInfo, broadcast_object
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.augment import PairAugment
+from data.augment import PairAugment
 
 # ITU-R 601 luma, the weights of torchvision's rgb_to_grayscale.
 GRAY = (0.2989, 0.587, 0.114)

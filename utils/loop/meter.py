@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from utils.distributed import sum_over_ranks
+from utils.loop.distributed import sum_over_ranks
 
 # Values a meter holds unread at most; past it reads them (a wait for the device every this many
 # batches, so an epoch without progress lines does not hold a tensor per batch).

@@ -10,29 +10,69 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+from torch import nn
 
-from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint, unwrap_model
-from utils.configcmp import format_table
-from utils.distributed import DistInfo, broadcast_object, gather_to_main
 from utils.errors import NonFiniteLossError, UsageError
-from utils.optimizer import load_optimizer_state
-from utils.resume import (
+from utils.experiments.configcmp import format_table
+from utils.loop.distributed import DistInfo, broadcast_object, gather_to_main
+from utils.loop.optimizer import load_optimizer_state
+from utils.loop.resume import (
     check_mid_epoch_changes,
     check_resume_options,
     find_latest_checkpoint,
     resume_command,
 )
-from utils.rundir import make_run_dir
+from utils.records.checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+    unwrap_model,
+)
+from utils.records.rundir import make_run_dir
 from utils.seed import rng_state, seed_everything, set_rng_state
 from utils.signals import StopRequested
 
 if TYPE_CHECKING:
     from argparse import Namespace
 
-    from trainer import TrainerBase
+    from utils.loop.cycles import Cycles
+    from utils.loop.earlystopper import EarlyStopper
+    from utils.loop.guard import RunGuard
+    from utils.loop.meter import MeterGroup
+
+
+class Trainer(Protocol):
+    """The state of a trainer (``trainer.TrainerBase``) that its checkpoints write and read."""
+
+    opt: "Namespace"
+    dist: DistInfo
+    data: Any  # the run's DataSplits, whose ``info`` checkpoints keep
+    net: nn.Module  # the model as built (compiled where asked), without DDP
+    model: nn.Module  # what the loop calls: ``net``, or ``net`` wrapped for several GPUs
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    stopper: "EarlyStopper"
+    guard: "RunGuard"
+    cycles: "Cycles"
+    amp: tuple[str, str]
+    channels_last: bool
+    run_dir: Path
+    epoch: int
+    batch_in_epoch: int
+    global_step: int
+    epoch_meters: "MeterGroup"
+    epoch_skipped: int
+    epoch_seconds_before: float
+    epoch_start: float | None
+    started_at: tuple[int, int]
+    metrics: dict[str, float]
+
+    def save(self, kind: str, every_rank_here: bool = True) -> Path: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +147,7 @@ class RunState:
     then holds that state, whose batches a resumed run trains again.
     """
 
-    def __init__(self, trainer: "TrainerBase") -> None:
+    def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
         # Every rank's rank_state() at the (epoch, batch) where rank 0 last gathered them.
         self.gathered: tuple[tuple[int, int], list[dict[str, Any]]] | None = None

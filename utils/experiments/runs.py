@@ -3,17 +3,17 @@ monitored value, training time, test metrics, and only the options that differ b
 
 Usage::
 
-    python -m utils.runs Results/Vanilla
-    python -m utils.runs Results --sort best --filter status=finished --filter lr=0.001
-    python -m utils.runs Results/Vanilla --sort started --reverse
-    python -m utils.runs Results/Vanilla/sweeps/<name> --csv runs.csv
+    python -m utils.experiments.runs Results/Vanilla
+    python -m utils.experiments.runs Results --sort best --filter status=finished --filter lr=0.001
+    python -m utils.experiments.runs Results/Vanilla --sort started --reverse
+    python -m utils.experiments.runs Results/Vanilla/sweeps/<name> --csv runs.csv
 
 A run is a directory holding what a trainer writes (config.json, status.json, metrics.csv,
 train.log, checkpoints) or named by a timestamp, as run dirs are; other directories (a
 sweep's, a setting's) are searched. A run whose records cannot be read is listed as
 ``broken (why)``, never a traceback.
 
-Status comes from status.json (``utils/status.py``): finished, stopped early, interrupted,
+Status comes from status.json (``utils/records/status.py``): finished, stopped early, interrupted,
 crashed, non-finite loss, running, or killed (it says running but its process is gone); "not
 started" for a run that died before training. Epochs, training time (the sum of the epochs'
 ``epoch_time``) and, while a run is going or after it was killed, the best value come from
@@ -30,10 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from utils.cli import ArgumentParser, run_main
-from utils.config import CONFIG_NAME
 from utils.errors import UsageError
-from utils.history import METRICS_NAME, read_metrics
-from utils.status import KILLED, RUNNING, STATUS_NAME, StatusError, current_state, read_status
+from utils.records.config import CONFIG_NAME
+from utils.records.history import METRICS_NAME, read_metrics
+from utils.records.status import (
+    KILLED,
+    RUNNING,
+    STATUS_NAME,
+    StatusError,
+    current_state,
+    read_status,
+)
 from utils.table import aligned, write_csv
 
 RUN_FILES = (CONFIG_NAME, STATUS_NAME, METRICS_NAME, "train.log")
@@ -271,7 +278,7 @@ def list_runs(roots: list[Path]) -> list[Run]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(
-        prog="python -m utils.runs",
+        prog="python -m utils.experiments.runs",
         description="List every run under some directories: status, epochs, best value, test "
         "metrics, and the options that differ.",
     )

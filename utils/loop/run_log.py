@@ -7,26 +7,24 @@ import math
 import signal
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from data.splits import DataSplits
-from model.model_entry import count_parameters, describe_model, summarize_model
-from utils.amp import log_precision
 from utils.atomic import remove_partial_writes
-from utils.checkpoint import unwrap_model
 from utils.cli import script_command
-from utils.config import CONFIG_NAME, add_to_config, environment_info, save_config
-from utils.distributed import DistInfo
-from utils.earlystopper import EarlyStopper
-from utils.history import METRICS_NAME, MetricsHistory
-from utils.hparams import write_hparams
-from utils.logger import FILE_ONLY, setup_logging
-from utils.options import run_options
-from utils.status import STATUS_NAME, write_status
-from utils.wandb_writer import WandbWriter
+from utils.loop.amp import log_precision
+from utils.loop.distributed import DistInfo
+from utils.loop.earlystopper import EarlyStopper
+from utils.loop.hparams import write_hparams
+from utils.loop.logger import FILE_ONLY, setup_logging
+from utils.loop.wandb_writer import WandbWriter
+from utils.records.checkpoint import unwrap_model
+from utils.records.config import CONFIG_NAME, add_to_config, environment_info, save_config
+from utils.records.history import METRICS_NAME, MetricsHistory
+from utils.records.status import STATUS_NAME, write_status
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +33,33 @@ def scalar_tag(metric: str) -> str:
     """The TensorBoard tag of a metric: ``val_acc`` -> ``val/acc``, ``epoch_time`` ->
     ``epoch/time``."""
     return metric.replace("_", "/", 1)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(total, trainable)`` parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def summarize_model(name: str, counts: tuple[int, int], input_shape: tuple[int, ...]) -> str:
+    """One line for the terminal: the model's name, its :func:`count_parameters` and the
+    input shape."""
+    total, trainable = counts
+    shape = "x".join(map(str, input_shape))
+    return f"{name}: {total:,} parameters ({trainable:,} trainable), input {shape}"
+
+
+def describe_model(model: nn.Module) -> str:
+    """The module tree followed by its parameter counts, for the start of the log."""
+    total, trainable = count_parameters(model)
+    return f"{model}\nparameters: {total:,} ({trainable:,} trainable)"
+
+
+def describe_classes(names: list[str], most: int = 200) -> str:
+    """``classes a, b, c``, cut after ``most`` characters with the count."""
+    listed = ", ".join(names)
+    return "classes " + (listed if len(listed) <= most else f"{len(names)} ({listed[:most]}...)")
 
 
 def describe_groups(groups: dict[str, list[str]], most: int = 12) -> str:
@@ -95,7 +120,7 @@ class RunLog:
         device_ids: list[int],
         dist: DistInfo,
         precision: tuple[tuple[str, str], bool, str | None],
-        data: DataSplits,
+        data: dict[str, Any],
         model: nn.Module,
     ) -> None:
         """The lines that open a run's log: where it writes, on what (the GPUs, DDP), in
@@ -114,29 +139,28 @@ class RunLog:
         log.info("device %s", devices)
         amp, channels_last, layout_why = precision
         log_precision(amp, channels_last, self.opt.channels_last, layout_why)
-        sizes = (len(data.train), len(data.val), len(data.test))
-        names = ", ".join(data.class_names)
+        train, val, test = data["samples"].values()
+        classes = describe_classes(data["class_names"]) if data["class_names"] else ""
         log.info(
-            "data %s: train %d, val %d, test %d samples; classes %s",
+            "data %s: train %d, val %d, test %d samples; %s",
             self.opt.data_type,
-            *sizes,
-            names if len(names) <= 200 else f"{len(data.class_names)} ({names[:200]}...)",
+            train,
+            val,
+            test,
+            classes or f"{data['num_outputs']} outputs",
         )
-        if data.groups:
-            log.info("groups, each whole in one split: %s", describe_groups(data.groups))
+        if data["groups"]:
+            log.info("groups, each whole in one split: %s", describe_groups(data["groups"]))
         bare = unwrap_model(model)
         total, trainable = counts = count_parameters(bare)
-        log.info("model %s", summarize_model(self.opt.model_type, counts, data.input_shape))
+        log.info("model %s", summarize_model(self.opt.model_type, counts, data["input_shape"]))
         log.info("model %s\n%s", self.opt.model_type, describe_model(bare), extra=FILE_ONLY)
         if self.run_dir is not None and not self.opt.resume:
             decided = {
                 "device": devices,
                 "amp": amp[0],
                 "channels_last": channels_last,
-                "input_shape": list(data.input_shape),
-                "num_classes": data.num_classes,
-                "samples": dict(zip(("train", "val", "test"), sizes, strict=True)),
-                "groups": data.groups,
+                **{key: data[key] for key in ("input_shape", "num_outputs", "samples", "groups")},
                 "parameters": total,
                 "trainable_parameters": trainable,
             }
@@ -159,7 +183,7 @@ class RunLog:
         selected), compared by every logged metric and the best ``--monitor`` value."""
         if self.writer is not None:
             tags = [scalar_tag(name) for name in metric_names] + [f"best/{self.opt.monitor}"]
-            write_hparams(self.writer, run_options(self.opt), tags)
+            write_hparams(self.writer, vars(self.opt), tags)
 
     def epoch(
         self, epoch: int, global_step: int, metrics: dict[str, float], best: float, improved: bool
@@ -178,7 +202,7 @@ class RunLog:
         log.info("epoch %d/%d  %s%s", epoch, self.opt.epochs, epoch_line(metrics), marked)
 
     def status(self, state: str, epoch: int, best: float, error: str | None = None) -> None:
-        """Where the run stands, in status.json (``utils/status.py``); a failure to write it
+        """Where the run stands, in status.json (``utils/records/status.py``); a failure to write it
         is logged, never raised over what ended the run."""
         if self.run_dir is None:
             return

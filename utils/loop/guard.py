@@ -9,9 +9,9 @@ import signal
 import torch
 from torch import Tensor
 
-from utils.distributed import DistInfo, all_ranks, max_over_ranks
 from utils.errors import NonFiniteLossError
-from utils.meter import READ_EVERY, read_floats
+from utils.loop.distributed import DistInfo, all_ranks, max_over_ranks
+from utils.loop.meter import READ_EVERY, read_floats
 from utils.signals import GracefulStop, StopRequested
 
 log = logging.getLogger(__name__)

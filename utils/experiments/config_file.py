@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from utils.cli import ArgumentParser
-from utils.config import resolve_config_path
+from utils.records.config import resolve_config_path
 
 
 class ConfigFileParser(ArgumentParser):
@@ -52,21 +52,47 @@ class ConfigFileParser(ArgumentParser):
         """Parse ``args`` over the values of ``--config`` (taken from ``args`` first)."""
         args = sys.argv[1:] if args is None else list(args)
         given, _ = super().parse_known_args(args)
+        chosen = dict.fromkeys(self.named_in(args), "on the command line")
+        recorded: set[str] = set()
         if "config" in given:
+            from_file, is_run = self.read_config_file(given.config)
+            if is_run:
+                recorded.update(from_file)
+            else:
+                chosen.update(dict.fromkeys(from_file.keys() - chosen.keys(), given.config))
             # argparse fills in a default only where the namespace has no value yet.
-            from_file = self.read_config_file(given.config)
             namespace = argparse.Namespace(**from_file, **(vars(namespace) if namespace else {}))
         parsed, extras = super().parse_known_args(args, namespace)
         vars(parsed).pop("config", None)
-        if vars(parsed).pop("print_config", False):
+        print_config = vars(parsed).pop("print_config", False)
+        self.settle(parsed, chosen, recorded - chosen.keys())
+        if print_config:
             if extras:
                 self.error(f"unrecognized arguments: {' '.join(extras)}")
             print(json.dumps({"options": vars(parsed)}, indent=2, sort_keys=True))
             self.exit(0)
         return parsed, extras
 
-    def read_config_file(self, path: str) -> dict[str, Any]:
-        """The options in ``path``, each checked as its flag checks a command-line value."""
+    def named_in(self, args: Sequence[str]) -> set[str]:
+        """The options (dests) that ``args`` name."""
+        named = set()
+        for arg in args:
+            action = self._option_string_actions.get(arg.split("=", 1)[0])
+            if action is not None:
+                named.add(action.dest)
+        return named
+
+    def settle(
+        self, parsed: argparse.Namespace, chosen: dict[str, str], recorded: set[str]
+    ) -> None:
+        """A hook on the parsed options. ``chosen``: the options the user named, each with
+        where (the command line, or the options file); ``recorded``: those taken from a run's
+        config.json without being named."""
+
+    def read_config_file(self, path: str) -> tuple[dict[str, Any], bool]:
+        """The options in ``path``, each checked as its flag checks a command-line value, and
+        whether ``path`` is a run's config.json (which records options rather than choosing
+        them)."""
         file = resolve_config_path(path)
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
@@ -74,7 +100,8 @@ class ConfigFileParser(ArgumentParser):
             self.error(f"--config {file}: not found; expected a JSON file of options")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             self.error(f"--config {file}: not readable JSON ({err})")
-        options = data.get("options", data) if isinstance(data, dict) else data
+        is_run = isinstance(data, dict) and "options" in data
+        options = data["options"] if is_run else data
         if not isinstance(options, dict):
             self.error(
                 f'--config {file}: expected a JSON object of options such as {{"lr": 0.001}}, '
@@ -85,7 +112,8 @@ class ConfigFileParser(ArgumentParser):
             for action in self._actions
             if action.option_strings and action.nargs != 0 and action.dest != "config"
         }
-        return {key: self.file_value(file, actions, key, value) for key, value in options.items()}
+        values = {key: self.file_value(file, actions, key, value) for key, value in options.items()}
+        return values, is_run
 
     def file_value(
         self, file: Path, actions: dict[str, argparse.Action], key: str, value: Any

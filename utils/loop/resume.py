@@ -5,12 +5,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from utils.config import CONFIG_NAME, load_config
-from utils.configcmp import diff_configs
 from utils.errors import UsageError
-
-# Checkpoints that hold the latest state of a run; best is an earlier state, never newer.
-RESUMABLE_KINDS = ("last", "interrupt")
+from utils.experiments.configcmp import diff_configs
+from utils.records.checkpoint import run_checkpoints
+from utils.records.config import CONFIG_NAME, load_config
 
 # Options that may change between a run and its resumption without changing what it computes.
 RESUME_FREE_OPTIONS = frozenset(
@@ -45,12 +43,6 @@ EPOCH_PLAN_OPTIONS = frozenset(
         "fold",
     }
 )
-
-
-def run_checkpoints(run_dir: Path) -> list[Path]:
-    """The resumable checkpoints in ``run_dir``, newest first."""
-    found = [p for kind in RESUMABLE_KINDS for p in run_dir.glob(f"*_{kind}_ckpt.pth")]
-    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
 def find_latest_checkpoint(output_dir: str | Path, proj_name: str) -> Path:

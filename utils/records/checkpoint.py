@@ -95,3 +95,13 @@ def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], sour
 def _first(items: list[str], n: int = 3) -> str:
     more = f" (+{len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
+
+
+# Checkpoints that hold the latest state of a run; best is an earlier state, never newer.
+RESUMABLE_KINDS = ("last", "interrupt")
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The resumable checkpoints in ``run_dir``, newest first."""
+    found = [p for kind in RESUMABLE_KINDS for p in run_dir.glob(f"*_{kind}_ckpt.pth")]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)

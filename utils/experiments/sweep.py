@@ -3,10 +3,10 @@ script, in one directory, with a table of the results.
 
 Usage::
 
-    python -m utils.sweep trainer_vanilla.py --grid lr=1e-3,3e-3 batch_size=64,128 \\
+    python -m utils.experiments.sweep trainer_vanilla.py --grid lr=1e-3,3e-3 batch_size=64,128 \\
         --seeds 0,1,2 -- --epochs 5 --data_dir ./Dataset
-    python -m utils.sweep trainer_seg_on_carvana.py --grid base_width=8,16 --gpus 0,1
-    python -m utils.sweep trainer_vanilla.py --grid lr=1e-3,3e-3 --nproc_per_node 2
+    python -m utils.experiments.sweep trainer_seg_on_carvana.py --grid base_width=8,16 --gpus 0,1
+    python -m utils.experiments.sweep trainer_vanilla.py --grid lr=1e-3,3e-3 --nproc_per_node 2
 
 Options after ``--`` go to every run. Each value of the grid is passed as typed
 (``--lr 1e-3``), so any option of the task works, one declared beside a model or dataset
@@ -63,11 +63,11 @@ from typing import Any
 from utils.atomic import atomic_write
 from utils.cli import ArgumentParser, positive_int, run_main
 from utils.errors import UsageError
-from utils.resume import run_checkpoints
-from utils.rundir import make_dirs
-from utils.runs import Run, find_runs, read_run
+from utils.experiments.runs import Run, find_runs, read_run
+from utils.records.checkpoint import run_checkpoints
+from utils.records.rundir import make_dirs
+from utils.records.status import DONE
 from utils.signals import stop_notice
-from utils.status import DONE
 from utils.table import aligned, write_csv
 
 SWEEP_NAME, RESULTS_NAME, OUTPUT_NAME, LOCK_NAME = (
@@ -503,7 +503,7 @@ def results_text(keys: list[str], monitor: str, settings: list[Setting]) -> str:
 
 def build_sweep_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m utils.sweep",
+        prog="python -m utils.experiments.sweep",
         description="Run a task script over a grid of option values and seeds, resumably, and "
         "tabulate the results. Options after -- go to every run.",
     )

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m utils.configcmp Results/Vanilla/<ts1> Results/Vanilla/<ts2>
-    python -m utils.configcmp a/config.json b/config.json --env
+    python -m utils.experiments.configcmp Results/Vanilla/<ts1> Results/Vanilla/<ts2>
+    python -m utils.experiments.configcmp a/config.json b/config.json --env
 
 Exit status: 0 when the options are the same, 1 when they differ, 2 on bad input.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from utils.cli import ArgumentParser
-from utils.config import load_config, resolve_config_path
 from utils.errors import UsageError
+from utils.records.config import load_config, resolve_config_path
 from utils.table import aligned
 
 MISSING = "<absent>"
@@ -62,7 +62,7 @@ def compare(path_a: str, path_b: str, include_env: bool = False) -> list[tuple[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(
-        prog="python -m utils.configcmp",
+        prog="python -m utils.experiments.configcmp",
         description="Print the config keys that differ between two runs (exit 1 if any differ).",
     )
     parser.add_argument("a", help="a run directory or its config.json")

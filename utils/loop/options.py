@@ -2,15 +2,15 @@
 them, then those each model and dataset declares beside its code.
 
 A task script takes this parser and changes its defaults with ``parser.set_defaults(...)``;
-options also come from a ``--config`` file (``utils/config_file.py``).
+options also come from a ``--config`` file (``utils/experiments/config_file.py``). A run's
+options are the base ones plus those of the entries it selects: ``--bilinear`` belongs to
+UNet, so a Vanilla run neither records it nor accepts it (:class:`TaskParser`).
 """
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
-from data.data_entry import DATASETS, add_data_options, dataset_declarers
-from model.model_entry import MODELS, add_model_options, model_declarers
-from utils.amp import AMP_CHOICES, auto_or_bool
 from utils.cli import (
     fraction,
     non_negative_float,
@@ -21,21 +21,54 @@ from utils.cli import (
     str2bool,
     zero_to_one,
 )
-from utils.compile import compile_choice
-from utils.config_file import ConfigFileParser
-from utils.optimizer import OPTIMIZERS
-from utils.registry import options_of_others
-from utils.scheduler import SCHEDULERS
+from utils.experiments.config_file import ConfigFileParser
+from utils.loop.amp import AMP_CHOICES, auto_or_bool
+from utils.loop.compile import compile_choice
+from utils.loop.optimizer import OPTIMIZERS
+from utils.loop.scheduler import SCHEDULERS
+from utils.registry import Registry
 
 
-def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """The options every task shares, then those each model and dataset declares beside its
-    code; a task script changes defaults with ``set_defaults``."""
-    parser = ConfigFileParser(description=description)
+class TaskParser(ConfigFileParser):
+    """The parser of a training script: its options' values keep only the options of the
+    entries (dataset, model) the run selects.
+
+    An entry's option named on the command line or in an options file while another entry is
+    selected is an error that names the entries declaring it; one recorded in a run's
+    config.json (``--config <run dir>``, or a run from before entries owned their options) is
+    dropped.
+    """
+
+    def __init__(self, *args: Any, selectors: Sequence[Registry] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.selectors = selectors
+
+    def settle(
+        self, parsed: argparse.Namespace, chosen: dict[str, str], recorded: set[str]
+    ) -> None:
+        for registry in self.selectors:
+            selected = getattr(parsed, registry.option)
+            for dest, owners in registry.owners().items():
+                if selected in owners:
+                    continue
+                if dest in chosen:
+                    where = chosen[dest]
+                    where = where if where.startswith("on ") else f"in --config {where}"
+                    self.error(
+                        f"--{dest} ({where}) is an option of --{registry.option} "
+                        f"{' or '.join(owners)}; this run's --{registry.option} is {selected}"
+                    )
+                vars(parsed).pop(dest, None)
+
+
+def build_parser(description: str | None, models: Registry, datasets: Registry) -> TaskParser:
+    """The options every task shares, then those each of ``models`` and ``datasets``
+    declares beside its code; a task script changes defaults with ``set_defaults``."""
+    parser = TaskParser(description=description, selectors=(models, datasets))
     run = parser.add_argument_group("run")
     run.add_argument("--proj_name", default="Project", help="project name, kept in the config")
-    run.add_argument("--model_type", default="Vanilla", choices=sorted(MODELS), help="model")
-    run.add_argument("--data_type", default="FashionMNIST", choices=sorted(DATASETS), help="data")
+    run.add_argument("--model_type", default="Vanilla", choices=list(models), help="model")
+    run.add_argument("--data_type", default="FashionMNIST", choices=list(datasets), help="data")
     run.add_argument("--data_dir", default="./Dataset", help="where the dataset lives")
     run.add_argument("--output_dir", default="./Results", help="each run gets a new dir here")
     run.add_argument(
@@ -195,14 +228,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     data.add_argument(
         "--fold", type=non_negative_int, default=0, help="the fold tested, 0..folds-1"
     )
-    add_model_options(parser)
-    add_data_options(parser)
+    models.add_options(parser)
+    datasets.add_options(parser)
     return parser
-
-
-def run_options(opt: argparse.Namespace) -> dict[str, Any]:
-    """``opt`` without the options of the datasets and models the run did not select: what a
-    reader comparing runs (TensorBoard's HParams tab) wants to see."""
-    others = options_of_others(dataset_declarers(), opt.data_type)
-    others |= options_of_others(model_declarers(), opt.model_type)
-    return {key: value for key, value in vars(opt).items() if key not in others}
