@@ -58,6 +58,9 @@ def test_a_regression_task_grows_from_new_files_alone(tmp_path):
     hashes = copy_project(project)
     files = example_files()
     assert set(files) == NEW_FILES and not any((REPO / name).exists() for name in NEW_FILES)
+    page = (REPO / "docs" / "extending.md").read_text(encoding="utf-8")
+    for name, text in files.items():  # the page's table counts each file's lines
+        assert f"| `{name}` | {len(text.splitlines())} |" in page
     for name, text in files.items():
         (project / name).write_text(text)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
