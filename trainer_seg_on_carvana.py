@@ -96,7 +96,6 @@ def build_seg_parser() -> argparse.ArgumentParser:
         batch_size=4,
         epochs=10,
         lr=1e-3,
-        scheduler="cosine",
         img_scale=0.25,
         base_width=16,
         augment="carvana",

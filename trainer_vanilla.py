@@ -37,7 +37,6 @@ def build_vanilla_parser() -> argparse.ArgumentParser:
         data_type="FashionMNIST",
         data_dir="./Dataset",
         output_dir="./Results/Vanilla",
-        scheduler="cosine",
         monitor="val_acc",
         monitor_mode="max",
     )

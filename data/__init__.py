@@ -1,1 +1,2 @@
-"""Datasets, one file each, selected by ``--data_type`` through ``data_entry.py``."""
+"""Datasets, one file each, registered under their names (``@register_dataset``) and
+selected by ``--data_type`` through ``data_entry.py``, which finds every module here."""

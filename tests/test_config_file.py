@@ -95,3 +95,18 @@ def test_an_unreadable_file_is_one_line(tmp_path, capsys, text, expected):
         build_vanilla_parser().parse_args(["--config", str(config)])
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --config {config}: {expected}")
+
+
+def test_an_option_of_an_entry_the_file_does_not_select_is_one_line(tmp_path, capsys):
+    """``--img_scale`` is Carvana's and SegFolder's; a FashionMNIST run takes no value of it."""
+    config = write(tmp_path / "options.json", {"epochs": 2, "img_scale": 0.5})
+    with pytest.raises(SystemExit) as exit_info:
+        build_vanilla_parser().parse_args(["--config", str(config)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --img_scale (in --config {config}) is an option of --data_type Carvana or "
+        "SegFolder; this run's --data_type is FashionMNIST (see "
+        f"{build_vanilla_parser().prog} --help)"
+    ]
+    chosen = write(tmp_path / "carvana.json", {"data_type": "Carvana", "img_scale": 0.5})
+    assert build_vanilla_parser().parse_args(["--config", str(chosen)]).img_scale == 0.5

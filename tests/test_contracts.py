@@ -81,6 +81,21 @@ def test_load_input_makes_each_test_sample_from_its_image_file(name, tmp_path):
         ), f"no image file of the {name} example loads as this test sample"
 
 
+ENTRIES = [(DATASETS, name) for name in DATASETS] + [(MODELS, name) for name in MODELS]
+
+
+@pytest.mark.parametrize(("registry", "name"), ENTRIES, ids=[name for _, name in ENTRIES])
+def test_a_run_holds_the_options_of_its_own_entries_alone(registry, name):
+    """What config.json, the checkpoint and the hparams record: the base options and those
+    the selected dataset and model declare."""
+    everything = {a.dest for a in build_parser()._actions if a.option_strings} - {"help"}
+    declared = set().union(*DATASETS.declared().values(), *MODELS.declared().values())
+    opt = options(f"--{registry.option}", name)
+    own = DATASETS.declared()[opt.data_type] | MODELS.declared()[opt.model_type]
+    assert own >= registry.declared()[name]
+    assert set(vars(opt)) == (everything - declared - {"config", "print_config"}) | own
+
+
 def changed_value(action: argparse.Action) -> str:
     """A command-line value of ``action`` other than its default."""
     if action.choices:

@@ -3,7 +3,8 @@ script itself but stopped right after parsing: a flag renamed or removed fails h
 
 Commands are the ``python``, ``torchrun`` and ``make train`` lines of ``bash`` blocks (with
 their ``\\`` continuations) and inline code that starts with ``python``. Scripts that are not
-the project's (``my_rings.py``, ``../shared/tools/...``, pytest) are left alone, and so is the
+the project's (``trainer_regression.py`` of docs/extending.md's example, which
+tests/test_grow_a_task.py runs, ``../shared/tools/...``, pytest) are left alone, and so is the
 value of ``--config``, a file the reader writes first.
 """
 
@@ -139,3 +140,27 @@ def test_the_pages_show_the_main_commands():
 def test_a_wrong_flag_fails_the_check(monkeypatch):
     with pytest.raises(SystemExit):
         parse_as_the_script(["trainer_vanilla.py", "--epoch", "3x"], monkeypatch)
+
+
+@pytest.mark.parametrize("script", ["trainer_vanilla.py", "trainer_seg_on_carvana.py"])
+def test_the_flags_page_lists_each_scripts_changes_to_the_base_defaults(script):
+    """docs/flags.md names what each example task sets with ``set_defaults``, no more and no
+    less; ``--help`` shows the script's own values."""
+    import trainer_seg_on_carvana
+    import trainer_vanilla
+    from trainer import build_parser
+
+    parser = {
+        "trainer_vanilla.py": trainer_vanilla.build_vanilla_parser,
+        "trainer_seg_on_carvana.py": trainer_seg_on_carvana.build_seg_parser,
+    }[script]()
+    base = {action.dest: action.default for action in build_parser()._actions}
+    changed = {a.dest: a.default for a in parser._actions if base.get(a.dest) != a.default}
+    page = (REPO / "docs" / "flags.md").read_text()
+    (item,) = re.findall(rf"^- `{re.escape(script)}`: (.*?)\.$", page, re.MULTILINE | re.DOTALL)
+    listed = dict(re.findall(r"`--(\w+) ([^`]+)`", item))
+    assert listed == {dest: str(value) for dest, value in changed.items()}
+    usage = " ".join(parser.format_help().split())  # unwrapped
+    for dest, value in changed.items():
+        shown = rf"--{dest}\b(?:(?! --).)*?\(default: {re.escape(str(value))}\)"
+        assert re.search(shown, usage.split("options:", 1)[1]), dest

@@ -59,8 +59,10 @@ def test_a_regression_task_grows_from_new_files_alone(tmp_path):
     files = example_files()
     assert set(files) == NEW_FILES and not any((REPO / name).exists() for name in NEW_FILES)
     page = (REPO / "docs" / "extending.md").read_text(encoding="utf-8")
-    for name, text in files.items():  # the page's table counts each file's lines
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    for name, text in files.items():  # the page's table and the README count their lines
         assert f"| `{name}` | {len(text.splitlines())} |" in page
+        assert f"`{name}` ({len(text.splitlines())} lines)" in readme
     for name, text in files.items():
         (project / name).write_text(text)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -125,9 +127,24 @@ def test_a_regression_task_grows_from_new_files_alone(tmp_path):
     ]
     contracts = run("-m", "pytest", "-v", "-p", "no:cacheprovider", *suite)
     assert contracts.returncode == 0, contracts.stdout[-3000:]
-    passed = [line for line in contracts.stdout.splitlines() if " PASSED" in line]
-    assert sum("SynthRegression" in line for line in passed) == 2  # shapes, seed (no files)
-    assert sum("MLPRegressor" in line for line in passed) == 4 + 1 + 1 + 1  # + --hidden, reads
+    passed = {
+        (line.split("::")[1].split("[")[0], name)
+        for line in contracts.stdout.splitlines()
+        for name in ("SynthRegression", "MLPRegressor")
+        if " PASSED" in line and name in line
+    }
+    assert {test for test, name in passed if name == "SynthRegression"} == {
+        "test_a_dataset_yields_what_it_declares",
+        "test_a_dataset_is_the_same_under_the_same_seed",
+        "test_a_run_holds_the_options_of_its_own_entries_alone",
+    }  # and no load_input test: it reads no image files
+    assert {test for test, name in passed if name == "MLPRegressor"} == {
+        "test_a_model_returns_what_it_declares",
+        "test_a_model_is_the_same_under_the_same_seed",
+        "test_every_option_a_model_declares_reaches_it",
+        "test_a_run_holds_the_options_of_its_own_entries_alone",
+        "test_a_registered_models_forward_and_backward_read_no_device_scalar",
+    }
 
     changed = [
         name

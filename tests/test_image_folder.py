@@ -108,8 +108,9 @@ def test_stratified_split_holds_a_share_of_every_class_seeded_and_disjoint():
     assert sorted(kept + held) == list(range(len(LABELS))) and not set(kept) & set(held)
     assert stratified_split(LABELS, 0.2, seed=3) == (kept, held)
     assert stratified_split(LABELS, 0.2, seed=4)[1] != held
-    _, tiny = stratified_split([0, 0, 1], 0.01, seed=0)
-    assert [LABELS[i] for i in tiny] == [0]  # a lone sample stays to train on
+    few = [0, 0, 1]
+    rest, tiny = stratified_split(few, 0.01, seed=0)
+    assert [few[i] for i in tiny] == [0] and 2 in rest  # a lone sample stays to train on
 
 
 def test_stratified_subsample_keeps_every_class():

@@ -70,6 +70,13 @@ def test_new_option_counts_as_a_change():
     assert option_changes({"lr": 0.1}, {"lr": 0.1, "amp": "bf16"}) == [("amp", "<absent>", "bf16")]
 
 
+def test_an_option_the_run_no_longer_has_is_no_change():
+    """A checkpoint from before entries owned their options records UNet's ``bilinear`` in a
+    Vanilla run; the run does not read it."""
+    saved = {"lr": 0.1, "model_type": "Vanilla", "bilinear": True}
+    assert option_changes(saved, {"lr": 0.1, "model_type": "Vanilla"}) == []
+
+
 def test_check_refuses_changes_in_one_line_unless_allowed(tmp_path):
     saved, current = {"lr": 0.1, "model_type": "A"}, {"lr": 0.1, "model_type": "B"}
     with pytest.raises(UsageError) as info:

@@ -215,6 +215,11 @@ def test_another_sweep_under_the_same_name_is_refused(tmp_path):
             ["trainer_vanilla.py", "--grid", "lr=0.1,-1"],
             "trainer_vanilla.py refused lr=-1: argument --lr: expected a finite number > 0",
         ),
+        (
+            ["trainer_vanilla.py", "--grid", "bilinear=True,False"],
+            "trainer_vanilla.py refused bilinear=True: --bilinear (on the command line) is an "
+            "option of --model_type UNet; this run's --model_type is Vanilla",
+        ),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, argv, expected):

@@ -1,5 +1,6 @@
 """TrainerBase in-process on a small synthetic task: loop, logs, checkpoints, stop, resume."""
 
+import copy
 import json
 import math
 import multiprocessing
@@ -368,6 +369,23 @@ def test_resume_with_changed_options_is_refused_unless_allowed(tmp_path):
     # What an allowed change does is tested in test_config_change.py.
 
 
+def test_a_checkpoint_recording_other_entries_options_resumes_exactly(tmp_path):
+    """Runs from before a run kept only its own entries' options recorded UNet's in a
+    Vanilla run; they resume as they were, to the weights of a run never stopped."""
+    reference = ToyTrainer(options(tmp_path / "reference"))
+    reference.train()
+    trainer = interrupting(13, "ctrl-c")(options(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    old = trainer.run_dir / "Vanilla_interrupt_ckpt.pth"
+    state = load(old)
+    state["config"] |= {"bilinear": True, "base_width": 32, "img_scale": 0.5}
+    save_checkpoint(old, state)
+    resumed = ToyTrainer(options(tmp_path, "--resume", str(old)))
+    resumed.train()
+    assert same_weights(resumed.model.state_dict(), reference.model.state_dict())
+
+
 def test_resuming_a_finished_run_trains_nothing(tmp_path):
     trainer = ToyTrainer(
         options(tmp_path, "--epochs", "10", "--patience", "1", "--min_delta", "10")
@@ -552,3 +570,25 @@ def test_fast_dev_run_runs_n_batches_of_each_split_and_writes_nothing(tmp_path, 
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert "fast_dev_run: nothing written" in caplog.text
     assert "2 training, 2 validation and 2 test batches" in caplog.text
+
+
+def test_a_cycle_with_a_skipped_batch_averages_over_the_batches_it_kept(tmp_path):
+    """``--nonfinite skip`` with ``--accum_steps 2``: each SGD step moves by the mean gradient
+    of the batches its cycle kept, computed here by hand over the same batches; the cycle
+    whose first batch is NaN steps by its second batch's gradient alone."""
+    run = ("--linear", "True", "--accum_steps", "2", "--optimizer", "sgd", "--momentum", "0")
+    run += ("--scheduler", "none", "--nonfinite", "skip", "--epochs", "1", "--lr", "0.5")
+    trainer = nan_loss_at(0, 5)(options(tmp_path / "run", *run))  # steps 1 and 6: NaN
+    model = copy.deepcopy(trainer.net)
+    batches = list(ToyTrainer(options(tmp_path / "batches", *run)).train_loader)
+    trainer.train()
+    for cycle in range(0, len(batches), 2):
+        kept = [b for i, b in enumerate(batches[cycle : cycle + 2]) if cycle + i not in (0, 5)]
+        model.zero_grad()
+        for inputs, targets in kept:
+            (nn.functional.cross_entropy(model(inputs), targets) / len(kept)).backward()
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter -= 0.5 * parameter.grad
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(trainer.net.state_dict()[key], value, rtol=1e-5, atol=1e-6)

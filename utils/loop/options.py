@@ -97,7 +97,7 @@ def build_parser(description: str | None, models: Registry, datasets: Registry) 
     optim.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optimizer")
     optim.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
     optim.add_argument("--weight_decay", type=non_negative_float, default=0.0, help="L2 decay")
-    optim.add_argument("--scheduler", default="none", choices=sorted(SCHEDULERS), help="lr decay")
+    optim.add_argument("--scheduler", default="cosine", choices=sorted(SCHEDULERS), help="lr decay")
     optim.add_argument(
         "--warmup_epochs", type=non_negative_float, default=0.0, help="linear lr warmup length"
     )

@@ -70,8 +70,16 @@ def find_latest_checkpoint(output_dir: str | Path, proj_name: str) -> Path:
 
 
 def option_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(key, saved, current)`` for each option that differs and may change the results."""
-    return [row for row in diff_configs(saved, current) if row[0] not in RESUME_FREE_OPTIONS]
+    """``(key, saved, current)`` for each option that differs and may change the results.
+
+    An option the checkpoint has and this run does not is none: a run reads only its own
+    entries' options, and runs from before that recorded every entry's.
+    """
+    return [
+        row
+        for row in diff_configs(saved, current)
+        if row[0] not in RESUME_FREE_OPTIONS and row[0] in current
+    ]
 
 
 def check_resume_options(
