@@ -7,7 +7,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from data.data_entry import DATASETS, build_datasets, build_loader, first_batch
+from data.data_entry import (
+    DATASETS,
+    DatasetEntry,
+    build_datasets,
+    build_loader,
+    first_batch,
+    input_loader,
+)
 from data.fashion_mnist import MEAN, STD, build_fashion_mnist, image_to_input, load_input
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
@@ -218,3 +225,9 @@ def test_the_first_batch_is_the_first_samples_as_a_loader_gives_them():
     assert torch.equal(targets, torch.arange(3))
     assert torch.equal(inputs, torch.stack([split[i][0] for i in range(3)]))
     assert first_batch(split, 10, torch.device("cpu"))[0].shape == (5, 1, 2, 2)
+
+
+def test_data_that_reads_no_image_files_refuses_input_in_one_line(monkeypatch):
+    monkeypatch.setitem(DATASETS, "Numbers", DatasetEntry(build=lambda opt: None))
+    with pytest.raises(UsageError, match="--data_type Numbers reads no image files"):
+        input_loader(Namespace(data_type="Numbers"), DataInfo((3,), 1))
