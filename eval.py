@@ -14,7 +14,9 @@ trainer, loads the weights and streams the test split through ``reset`` / ``upda
 With ``--input`` (image files, folders, globs) it predicts those images instead, without the
 training data: each file is preprocessed by its dataset's ``load_input`` in DataLoader workers,
 and the outputs go to the ``prediction_files`` / ``save_predictions`` / ``finish_predictions``
-hooks.
+hooks. With ``--export PATH`` it writes the model instead, with the run's input preprocessing
+and the task's output head, as a program that plain PyTorch loads (``utils/loop/export.py``):
+the ``export_head`` hook says what the program returns.
 """
 
 import argparse
@@ -30,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from data.data_entry import build_datasets, build_loader, input_loader
+from data.data_entry import DATASETS, build_datasets, build_loader, input_loader
 from data.image_files import ImageFiles, collate_by_shape, find_images
 from data.splits import DataInfo
 from model.model_entry import build_model
@@ -46,6 +48,7 @@ from utils.loop.amp import (
     resolve_channels_last,
 )
 from utils.loop.device import channels_last, move_to, select_device
+from utils.loop.export import Head, Program, check_export_path, export_program
 from utils.loop.logger import setup_logging
 from utils.loop.progress import Progress
 from utils.records.checkpoint import load_checkpoint, load_model_state
@@ -69,6 +72,14 @@ def build_eval_parser(description: str | None = None) -> argparse.ArgumentParser
         metavar="PATH",
         help="predict these image files, folders (their images) or globs instead of evaluating "
         "the test split; needs --save_path",
+    )
+    parser.add_argument(
+        "--export",
+        default=None,
+        metavar="PATH",
+        help="write the model with its input preprocessing and output head as a program plain "
+        "PyTorch runs: PATH.pt2 (torch.export) or PATH.onnx (needs onnx, onnxscript); "
+        "nothing is evaluated",
     )
     parser.add_argument("--gpu_devices", default="auto", help="'auto', 'cpu' or a GPU id")
     parser.add_argument("--save_path", default=None, help="output dir; default: the run dir")
@@ -142,12 +153,18 @@ class EvaluatorBase:
         self.checkpoint_path = Path(opt.model_path)
         if opt.input and not opt.save_path:
             raise UsageError("--input: pass --save_path too, the folder for the predictions")
+        if opt.export:
+            check_export_path(Path(opt.export))
+            if Path(opt.export).exists() and not opt.overwrite:
+                raise UsageError(
+                    f"--export {opt.export}: already exists; pass --overwrite True to replace it"
+                )
         self.inputs = find_images(opt.input) if opt.input else []
         state = load_checkpoint(self.checkpoint_path)
         self.cfg = self.read_options(state)
         self.device, _ = select_device(opt.gpu_devices)
-        # Prediction needs no data, unless the checkpoint is too old to describe it.
-        self.data = None if self.inputs else build_datasets(self.cfg)
+        # Prediction and export need no data, unless the checkpoint is too old to describe it.
+        self.data = None if self.inputs or opt.export else build_datasets(self.cfg)
         self.data_info = self.read_data_info(state)
         if self.inputs:
             self.load_input = input_loader(self.cfg, self.data_info)  # refuses data without it
@@ -295,8 +312,50 @@ class EvaluatorBase:
         return failed
 
     def run(self) -> dict[str, Any] | None:
-        """Predict the ``--input`` files, or evaluate the test split and save its metrics."""
+        """Export the model, predict the ``--input`` files, or evaluate the test split and save
+        its metrics."""
+        if self.opt.export:
+            return self.run_export(Path(self.opt.export))
         return self.run_prediction() if self.inputs else self.run_evaluation()
+
+    # ----- hooks: export ---------------------------------------------------------------------
+
+    def export_head(self) -> tuple[Head, str]:
+        """What the exported program returns for a batch of images: a function of the model's
+        outputs and the uint8 images, and its description for ``task.json``. By default the
+        outputs as they are."""
+        return lambda outputs, images: outputs, "the model's outputs"
+
+    def run_export(self, path: Path) -> None:
+        """Write the model with its dataset's preprocessing and :meth:`export_head` to
+        ``path`` (see ``utils/loop/export.py``)."""
+        pixels = DATASETS.lookup(self.cfg.data_type).pixels
+        if pixels is None:
+            raise UsageError(
+                f"--export: --data_type {self.cfg.data_type} does not say how its images become "
+                "the model's input; expected a dataset that names its pixels"
+            )
+        head, outputs = self.export_head()
+        info = self.data_info
+        model = self.model.float().cpu().to(memory_format=torch.contiguous_format)
+        program = Program(pixels(self.cfg, info), model, head).requires_grad_(False)
+        task = {
+            "run": self.checkpoint_path.parent.name,
+            "checkpoint": self.checkpoint_path.name,
+            "model_type": self.cfg.model_type,
+            "data_type": self.cfg.data_type,
+            "channels": info.input_shape[0],
+            "trained_size": list(program.preprocess.size),
+            "class_names": list(info.class_names),
+            "input": "uint8 images (N, C, H, W) of any size; batch, height and width dynamic",
+            "outputs": outputs,
+        }
+        start = time.perf_counter()
+        make_dirs(path.parent)
+        export_program(program, info.input_shape[0], task, path)
+        seconds = time.perf_counter() - start
+        log.info("exported %s to %s in %.1f s", self.checkpoint_path, path, seconds)
+        log.info("it takes %s and returns %s", task["input"], outputs)
 
     def run_evaluation(self) -> dict[str, Any]:
         """Evaluate, report, and save the metrics as JSON beside the other outputs."""

@@ -30,6 +30,7 @@ from data.image_files import open_image
 from data.pairs import PairDataset
 from eval import EvaluatorBase, build_eval_parser
 from utils.cli import open_fraction, positive_int, run_main, str2bool
+from utils.loop.export import Head
 from utils.loop.metrics import (
     class_dice_and_iou_per_image,
     dice_and_iou_per_image,
@@ -196,6 +197,18 @@ class SegEvaluator(EvaluatorBase):
     def prediction_files(self) -> list[Path]:
         masks = [self.mask_path(image) for image in self.inputs]
         return masks + [self.overlay_path(image) for image in self.inputs if image in self.pictured]
+
+    def export_head(self) -> tuple[Head, str]:
+        """Per-pixel outputs at each image's own size (logits upsampled, as in prediction)."""
+        if self.binary:
+            return (
+                lambda logits, images: torch.sigmoid(upsample(logits, images.shape[-2:])),
+                "the object's probability per pixel (N, 1, H, W), at the input's size",
+            )
+        return (
+            lambda logits, images: upsample(logits, images.shape[-2:]).argmax(dim=1),
+            "the class index per pixel (N, H, W), int64, at the input's size",
+        )
 
     def save_predictions(
         self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]

@@ -22,6 +22,7 @@ from torch import Tensor
 from eval import EvaluatorBase, build_eval_parser
 from utils.atomic import atomic_write
 from utils.cli import positive_int, run_main
+from utils.loop.export import Head
 from utils.loop.metrics import confusion_matrix, per_class_accuracy
 from utils.plots import save_confusion_matrix
 
@@ -86,6 +87,12 @@ class VanillaEvaluator(EvaluatorBase):
 
     def prediction_files(self) -> list[Path]:
         return [self.save_path / PREDICTIONS]
+
+    def export_head(self) -> tuple[Head, str]:
+        return (
+            lambda logits, images: logits.softmax(dim=1),
+            "class probabilities (N, K), in the order of class_names",
+        )
 
     def save_predictions(
         self, paths: list[Path], outputs: Tensor, sizes: list[tuple[int, int]]

@@ -70,6 +70,7 @@ def write_example(folder: Path) -> dict[str, Any]:
     "Carvana",
     options=(pairs.add_options, add_cache_options, add_augment_options, memory.add_options),
     load_input=pairs.load_input,
+    pixels=pairs.pixels,
     example=write_example,
 )
 def build_carvana(opt: Namespace) -> DataSplits:

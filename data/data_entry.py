@@ -13,7 +13,9 @@ model's input exactly as the dataset does; a dataset that names it can predict n
 (``--input``), one without it cannot. ``example(folder) -> options`` writes a few samples in
 the dataset's layout (and, for one that reads images, some image files) and returns the
 options that read them: the contract tests (``tests/test_contracts.py``) build every
-registered dataset from it. A dataset that reads no files needs none.
+registered dataset from it. A dataset that reads no files needs none. ``pixels(opt, info) ->
+Pixels`` says, in tensor terms, what ``load_input`` does to an image's pixels (resize,
+scale, normalise), so that ``--export`` can put it inside the exported program.
 """
 
 import functools
@@ -33,6 +35,7 @@ from data.sampler import ResumableSampler
 from data.splits import DataInfo, DataSplits
 from utils.errors import UsageError
 from utils.loop.device import move_to
+from utils.loop.export import Pixels
 from utils.registry import OptionDeclarer, Registry
 from utils.seed import seed_worker
 
@@ -43,13 +46,15 @@ Builder = Callable[[Namespace], DataSplits]
 @dataclass(frozen=True)
 class DatasetEntry:
     """A dataset's entry points: its splits, one image file as its model's input (where it
-    reads image files), the declarers of the options it reads beyond the base ones, and a
-    writer of a small example of its data (where it reads files)."""
+    reads image files), the declarers of the options it reads beyond the base ones, a writer
+    of a small example of its data (where it reads files), and its pixels' preprocessing
+    (where it reads images)."""
 
     build: Builder
     load_input: InputLoader | None = None
     options: tuple[OptionDeclarer, ...] = ()
     example: Callable[[Path], dict[str, Any]] | None = None
+    pixels: Callable[[Namespace, DataInfo], Pixels] | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("data_type", "data", "data")
@@ -61,11 +66,12 @@ def register_dataset(
     options: tuple[OptionDeclarer, ...] = (),
     load_input: InputLoader | None = None,
     example: Callable[[Path], dict[str, Any]] | None = None,
+    pixels: Callable[[Namespace, DataInfo], Pixels] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register the decorated ``build(opt) -> DataSplits`` as ``--data_type name``."""
 
     def register(build: Builder) -> Builder:
-        DATASETS.register(name, DatasetEntry(build, load_input, options, example))
+        DATASETS.register(name, DatasetEntry(build, load_input, options, example, pixels))
         return build
 
     return register

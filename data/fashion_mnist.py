@@ -25,6 +25,7 @@ from data.image_files import open_image
 from data.memory import TensorSplit
 from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.errors import UsageError
+from utils.loop.export import Pixels
 from utils.records.rundir import removed_on_failure
 
 if TYPE_CHECKING:
@@ -101,7 +102,11 @@ def write_example(folder: Path) -> dict[str, Any]:
 
 
 @register_dataset(
-    "FashionMNIST", options=(memory.add_options,), load_input=load_input, example=write_example
+    "FashionMNIST",
+    options=(memory.add_options,),
+    load_input=load_input,
+    example=write_example,
+    pixels=lambda opt, info: Pixels(SIZE, MEAN, STD),
 )
 def build_fashion_mnist(opt: Namespace) -> DataSplits:
     """Train/val from the official train set (split by ``val_ratio``), test = official test set;

@@ -66,6 +66,7 @@ from data.splits import (
 )
 from utils.atomic import atomic_write
 from utils.errors import UsageError
+from utils.loop.export import Pixels
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -546,6 +547,7 @@ def write_example(folder: Path) -> dict[str, Any]:
     options=(add_options, add_cache_options, add_augment_options, memory.add_options),
     load_input=load_input,
     example=write_example,
+    pixels=lambda opt, info: Pixels(info.input_shape[1:], info.mean, info.std),
 )
 def build_image_folder(opt: Namespace) -> DataSplits:
     """Train/val/test of the class folders under ``opt.data_dir`` (see the module's

@@ -36,6 +36,7 @@ from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsam
 from utils.atomic import atomic_write
 from utils.cli import fraction
 from utils.errors import UsageError
+from utils.loop.export import Pixels
 
 BINARY = 1  # num_classes of a binary mask: one output channel, foreground or not
 
@@ -129,6 +130,12 @@ def image_tensor(image: np.ndarray) -> Tensor:
 def load_input(path: Path, opt: Namespace, info: DataInfo) -> Tensor:
     """One image file as the model's input, exactly as :class:`PairDataset` gives it."""
     return image_tensor(scale_image(open_image(path), opt.img_scale))
+
+
+def pixels(opt: Namespace, info: DataInfo) -> Pixels:
+    """What :func:`load_input` does, in tensor terms: the trained size, scaled to [0, 1]."""
+    channels = info.input_shape[0]
+    return Pixels(info.input_shape[1:], (0.0,) * channels, (1.0,) * channels)
 
 
 def mask_values(mask: Image.Image) -> np.ndarray:

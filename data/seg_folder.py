@@ -202,6 +202,7 @@ def write_example(folder: Path) -> dict[str, Any]:
         memory.add_options,
     ),
     load_input=pairs.load_input,
+    pixels=pairs.pixels,
     example=write_example,
 )
 def build_seg_folder(opt: Namespace) -> DataSplits:
