@@ -57,6 +57,7 @@ from utils.loop.distributed import gradients_synced, init_distributed, leave_pro
 from utils.loop.earlystopper import EarlyStopper, check_monitor
 from utils.loop.guard import RunGuard, warn_skipped
 from utils.loop.logger import setup_logging
+from utils.loop.memory import PeakMemory
 from utils.loop.meter import MeterGroup
 from utils.loop.optimizer import build_optimizer
 from utils.loop.progress import Progress
@@ -150,6 +151,7 @@ class TrainerBase:
         self.clipper = GradClipper(opt.clip_grad_norm, opt.clip_grad_value)
         self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
         self.guard = RunGuard(self.steps_per_epoch, self.dist, self.device)
+        self.peak_memory = PeakMemory(self.device)
 
         self.epoch = 0  # epochs completed
         self.batch_in_epoch = 0  # batches of the epoch in progress completed
@@ -294,6 +296,7 @@ class TrainerBase:
         """One epoch of training and validation with logging and checkpoints; its time
         includes what it took before a resume in its middle."""
         start = self.epoch_start = time.perf_counter() - self.epoch_seconds_before
+        self.peak_memory.reset()
         self.epoch_seconds_before = 0.0
         train = self.train_one_epoch()
         if self.dist.enabled:  # an exception in validation saves from here, for every rank
@@ -304,6 +307,7 @@ class TrainerBase:
             **{f"val_{k}": v for k, v in val.items()},
             "lr": self.lr,
             "epoch_time": time.perf_counter() - start,
+            "memory_peak_mib": self.peak_memory.read_mib(),
         }
         if self.epoch_skipped:
             self.metrics["train_skipped"] = self.epoch_skipped

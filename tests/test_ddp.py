@@ -108,10 +108,14 @@ def test_checkpoints_move_between_ddp_and_one_process(runs, tmp_path):
 
 
 def epoch_summaries(out: Path) -> list[str]:
-    """The epoch summary lines of the run in ``out``, without timestamps and epoch times."""
+    """The epoch summary lines of the run in ``out``, without timestamps, epoch times and
+    memory."""
     (log,) = out.glob("*/train.log")
     lines = [line for line in log.read_text().splitlines() if "  train_loss" in line]
-    return [re.sub(r"\s+epoch_time \S+", "", line[line.index("epoch ") :]) for line in lines]
+    return [
+        re.sub(r"\s+epoch_time \S+|\s+memory_peak_mib \S+ MiB", "", line[line.index("epoch ") :])
+        for line in lines
+    ]
 
 
 # 2 epochs of 20 steps of 2 x 4 samples. The toy task draws dropout, flips and python and numpy

@@ -101,7 +101,8 @@ def test_bad_mode_raises(mode):
 
 def test_the_monitor_names_one_of_the_metrics_reported():
     names = check_monitor("val_acc", {"loss": 0.1, "acc": 0.9})
-    assert names == ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time"]
+    assert names[:6] == ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time"]
+    assert names[6:] == ["memory_peak_mib"]
     with pytest.raises(
         UsageError, match="--monitor val_dice: not a metric of this task; known"
     ) as err:

@@ -18,7 +18,8 @@ def test_each_epoch_is_a_row_with_the_numbers_tensorboard_has(tmp_path):
     assert [(r["epoch"], r["step"]) for r in rows] == [
         (e, e * BATCHES_PER_EPOCH) for e in (1, 2, 3)
     ]
-    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time"):
+    metrics = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time")
+    for name in (*metrics, "memory_peak_mib"):
         logged = scalars(trainer.run_dir, name.replace("_", "/", 1))
         assert [step for step, _ in logged] == [r["step"] for r in rows]
         assert [value for _, value in logged] == pytest.approx([r[name] for r in rows])

@@ -96,6 +96,7 @@ def test_every_run_is_listed_with_its_state(results, tmp_path, capsys):
         "epochs",
         "best val_acc",
         "time_s",
+        "memory_mib",
         "test_accuracy",
         "lr",
         "seed",

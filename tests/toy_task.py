@@ -35,6 +35,7 @@ from utils.cli import non_negative_float, run_main, str2bool
 BATCHES_PER_EPOCH = 10  # 160 train samples / batch 16
 # The scalars a run of the toy task logs each epoch (TensorBoard tags).
 SCALAR_TAGS = {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch/time", "best/val_acc"}
+SCALAR_TAGS |= {"memory/peak_mib"}
 TOY_ARGS = ("--gpu_devices", "cpu", "--num_workers", "0", "--batch_size", "16")
 
 

@@ -66,6 +66,7 @@ class Run:
     mode: str = "min"
     best: float | None = None
     seconds: float | None = None
+    memory_mib: float | None = None  # the peak of its epochs
     test: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -150,6 +151,8 @@ def read_history(run: Run, rows: list[dict[str, float]]) -> None:
     has not recorded it at the end of the run."""
     run.epochs = rows[-1]["epoch"] if rows else 0
     run.seconds = sum(row.get("epoch_time", 0.0) for row in rows)
+    peaks = [row["memory_peak_mib"] for row in rows if "memory_peak_mib" in row]
+    run.memory_mib = max(peaks) if peaks else None  # runs from before it was recorded: none
     values = [row[run.monitor] for row in rows if math.isfinite(row.get(run.monitor, math.nan))]
     if values and (run.best is None or run.state in (RUNNING, KILLED)):
         run.best = min(values) if run.mode == "min" else max(values)
@@ -217,6 +220,7 @@ def columns(runs: list[Run]) -> list[Column]:
     best = f"best {monitors[0]}" if len(monitors) == 1 else "best"
     table.append(Column(best, lambda run: run.best, metric))
     table.append(Column("time_s", lambda run: run.seconds, lambda value: f"{value:.1f}"))
+    table.append(Column("memory_mib", lambda run: run.memory_mib, lambda value: f"{value:.0f}"))
     table += [Column(name, lambda run, name=name: run.test.get(name), metric) for name in tests]
     table += [Column(key, lambda run, key=key: run.options.get(key)) for key in options]
     return table

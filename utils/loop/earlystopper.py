@@ -60,7 +60,7 @@ def check_monitor(monitor: str, reported: Iterable[str]) -> list[str]:
     """The names of the metrics each epoch reports, from those a validation ``reported``;
     ``monitor`` must be one of them (one line naming the others if not)."""
     names = [f"{split}_{k}" for split in ("train", "val") for k in reported]
-    names += ["lr", "epoch_time"]
+    names += ["lr", "epoch_time", "memory_peak_mib"]
     if monitor not in names:
         known = ", ".join(names)
         raise UsageError(

@@ -73,7 +73,12 @@ def describe_groups(groups: dict[str, list[str]], most: int = 12) -> str:
 
 def epoch_line(metrics: dict[str, float]) -> str:
     """The metrics of an epoch as its log line shows them."""
-    formats = {"lr": "{:.3g}", "epoch_time": "{:.1f}s", "train_skipped": "{:g}"}
+    formats = {
+        "lr": "{:.3g}",
+        "epoch_time": "{:.1f}s",
+        "memory_peak_mib": "{:.0f} MiB",
+        "train_skipped": "{:g}",
+    }
     return "  ".join(f"{k} {formats.get(k, '{:.4f}').format(v)}" for k, v in metrics.items())
 
 
@@ -94,6 +99,7 @@ class RunLog:
         self.is_main = is_main
         self.writer: SummaryWriter | None = None
         self.history: MetricsHistory | None = None
+        self.peak_mib = 0.0  # the most any epoch of this process held
         if self.run_dir is None:
             return
         setup_logging(self.run_dir / "train.log")
@@ -192,6 +198,7 @@ class RunLog:
         TensorBoard at the global step, and a row of metrics.csv."""
         if not self.is_main:
             return
+        self.peak_mib = max(self.peak_mib, metrics.get("memory_peak_mib", 0.0))
         if self.writer is not None:
             for name, value in metrics.items():
                 self.writer.add_scalar(scalar_tag(name), value, global_step)
@@ -223,15 +230,17 @@ class RunLog:
         self, signum: int | None, stopper: EarlyStopper, eval_script: str | None, best: Path
     ) -> None:
         """How a run that trained to its end ended: a signal that came too late to stop it
-        (``signum``), early stopping, the best value, and the command that evaluates the
-        ``best`` checkpoint with the task's ``eval_script``."""
+        (``signum``), early stopping, the best value, the peak memory of the epochs this
+        process trained, and the command that evaluates the ``best`` checkpoint with the
+        task's ``eval_script``."""
         if signum is not None:
             name = signal.Signals(signum).name
             log.info("%s arrived as training ended; nothing was left to stop", name)
         monitor = self.opt.monitor
         if stopper.should_stop:
             log.info("early stop: %s has not improved for %d epochs", monitor, stopper.bad_epochs)
-        log.info("done: best %s %.4f; run dir %s", monitor, stopper.best, best.parent)
+        memory = f"; peak memory {self.peak_mib:.0f} MiB" if self.peak_mib else ""
+        log.info("done: best %s %.4f%s; run dir %s", monitor, stopper.best, memory, best.parent)
         if eval_script and best.is_file():
             command = script_command(eval_script, "--model_path", best)
             log.info("evaluate the best checkpoint with: %s", command)
