@@ -60,6 +60,7 @@ from utils.loop.logger import setup_logging
 from utils.loop.memory import PeakMemory
 from utils.loop.meter import MeterGroup
 from utils.loop.optimizer import build_optimizer
+from utils.loop.profile import StepProfiler
 from utils.loop.progress import Progress
 from utils.loop.run_log import RunLog
 from utils.loop.run_state import RunState, open_run_dir, read_resume
@@ -152,6 +153,9 @@ class TrainerBase:
         self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
         self.guard = RunGuard(self.steps_per_epoch, self.dist, self.device)
         self.peak_memory = PeakMemory(self.device)
+        trace = (self.run_dir or Path(opt.output_dir)) / "profile_trace.json"
+        steps = opt.profile if self.dist.is_main else 0
+        self.profiler = StepProfiler(steps, self.device, trace)
 
         self.epoch = 0  # epochs completed
         self.batch_in_epoch = 0  # batches of the epoch in progress completed
@@ -257,6 +261,7 @@ class TrainerBase:
                 self.write_status(*ending(exc))
             raise
         finally:
+            self.profiler.close()
             self.run_log.close()
             self.end_workers()
             self.leave_process_group(together)
@@ -283,6 +288,7 @@ class TrainerBase:
             test = self.evaluate(test_loader)
             together = True
         finally:
+            self.profiler.close()
             self.end_workers()
             end_workers(test_loader)
             self.leave_process_group(together)
@@ -355,6 +361,7 @@ class TrainerBase:
                 self.epoch_meters.update(self.batch_stats(loss, outputs, targets), len(targets))
             if ends_cycle:
                 self.optimizer_step()
+            self.profiler.step()
             shown = progress.update(step, len(targets), self.running_stats)
             if shown and not self.dist.enabled:
                 self.guard.raise_if_nonfinite()  # the host has just waited for the device

@@ -9,6 +9,7 @@ started). DataLoader worker processes are not counted; under DDP each rank has i
 rank 0 records its own.
 """
 
+import contextlib
 import resource
 import sys
 from pathlib import Path
@@ -29,10 +30,10 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return
-        try:  # "5" resets the peak resident size (Linux 4.0+)
+        # "5" resets the peak resident size (Linux 4.0+); elsewhere read_mib gives the peak
+        # since the process started.
+        with contextlib.suppress(OSError):
             (self.proc / "clear_refs").write_text("5")
-        except OSError:
-            pass  # read below: the peak since the process started
 
     def read_mib(self) -> float:
         if self.device.type == "cuda":

@@ -125,6 +125,15 @@ def build_parser(description: str | None, models: Registry, datasets: Registry) 
 
     speed = parser.add_argument_group("speed")
     speed.add_argument(
+        "--profile",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="profile N training steps after 5 warm-up steps (torch.profiler): a Chrome trace "
+        "profile_trace.json in the run dir (with --fast_dev_run, in --output_dir) and the top "
+        "operators in the log; the run goes on; 0 = off",
+    )
+    speed.add_argument(
         "--amp",
         default="off",
         choices=AMP_CHOICES,

@@ -177,9 +177,11 @@ class RunLog:
     ) -> None:
         """The metrics of a ``--fast_dev_run`` and the batches it ran of each split."""
         log.info("fast_dev_run: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        written = "only the --profile trace" if self.opt.profile else "nothing"
         log.info(
-            "fast_dev_run: nothing written (no run dir, checkpoint, TensorBoard or metrics); "
+            "fast_dev_run: %s written (no run dir, checkpoint, TensorBoard or metrics); "
             "%d training, %d validation and %d test batches in %.1f s",
+            written,
             *batches,
             seconds,
         )
