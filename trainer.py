@@ -401,14 +401,17 @@ class TrainerBase:
         return meters.global_averages(self.device)
 
     def batch_stats(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> dict[str, Any]:
-        """The loss and the task's metrics of one batch, without autograd or waiting."""
-        with torch.no_grad():
-            return {"loss": loss, **self.compute_metrics(outputs, targets)}
+        """The loss and the task's metrics of one batch, without autograd or waiting: on the
+        outputs detached (cheaper per step than entering ``no_grad``)."""
+        if isinstance(outputs, list):  # deep supervision
+            outputs = [output.detach() for output in outputs]
+        else:
+            outputs = outputs.detach()
+        return {"loss": loss, **self.compute_metrics(outputs, targets)}
 
     def running_stats(self) -> dict[str, float]:
         """What the progress bar shows: the epoch's running loss and the learning rate."""
-        loss = self.epoch_meters.meters.get("loss")
-        return {"loss": loss.avg if loss else float("nan"), "lr": self.lr}
+        return {"loss": self.epoch_meters.average("loss"), "lr": self.lr}
 
     # ----- one optimisation step -------------------------------------------------------------
 

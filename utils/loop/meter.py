@@ -90,30 +90,45 @@ class AvgMeter:
 
 
 class MeterGroup:
-    """One AvgMeter per named quantity, updated together from a dict of batch means."""
+    """One AvgMeter per named quantity, updated together from a dict of batch means.
+
+    A batch's dict is kept as it came, one append per step however many quantities it holds,
+    and shared out to the meters when read.
+    """
 
     def __init__(self) -> None:
         self.meters: dict[str, AvgMeter] = {}
+        self.unread: list[tuple[dict[str, float | Tensor], int]] = []
 
     def update(self, values: dict[str, float | Tensor], n: int) -> None:
-        for name, value in values.items():
-            self.meters.setdefault(name, AvgMeter()).update(value, n)
+        self.unread.append((values, n))
+        if len(self.unread) >= READ_EVERY:
+            self.read()
 
     def read(self) -> None:
-        """Read every meter's unread values in one transfer per dtype."""
-        unread = [(meter, value, n) for meter in self.meters.values() for value, n in meter.unread]
-        values = read_floats([value for _, value, _ in unread])
-        for (meter, _, n), value in zip(unread, values, strict=True):
+        """Add the unread values to their meters, in one transfer per dtype."""
+        if not self.unread:
+            return
+        flat = [(name, value, n) for values, n in self.unread for name, value in values.items()]
+        floats = read_floats([value for _, value, _ in flat])
+        for (name, _, n), value in zip(flat, floats, strict=True):
+            meter = self.meters.setdefault(name, AvgMeter())
             meter.sum += value * n
             meter.count += n
-        for meter in self.meters.values():
-            meter.unread = []
+        self.unread = []  # a new list: a copy() made before keeps its own
 
     def copy(self) -> "MeterGroup":
         """A snapshot that later updates leave alone."""
         snapshot = MeterGroup()
         snapshot.meters = {name: meter.copy() for name, meter in self.meters.items()}
+        snapshot.unread = self.unread[:]
         return snapshot
+
+    def average(self, name: str) -> float:
+        """The running average of ``name`` (waits for the device), NaN before its first value."""
+        self.read()
+        meter = self.meters.get(name)
+        return meter.avg if meter else math.nan
 
     def averages(self) -> dict[str, float]:
         self.read()

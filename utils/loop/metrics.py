@@ -7,9 +7,10 @@ import torch
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Fraction of samples whose arg-max class equals the label, as a 0-dim tensor.
 
-    A tensor, not a float: reading it would make the training loop wait for the device.
+    A tensor, not a float: reading it would make the training loop wait for the device. The
+    mean casts as it reduces: three kernels a step, not four.
     """
-    return (logits.argmax(dim=1) == targets).float().mean()
+    return (logits.argmax(dim=1) == targets).mean(dtype=torch.float32)
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
