@@ -113,7 +113,7 @@ def epoch_summaries(out: Path) -> list[str]:
     (log,) = out.glob("*/train.log")
     lines = [line for line in log.read_text().splitlines() if "  train_loss" in line]
     return [
-        re.sub(r"\s+epoch_time \S+|\s+memory_peak_mib \S+ MiB", "", line[line.index("epoch ") :])
+        re.sub(r"\s+epoch_time \S+|\s+memory_peak_mib \S+", "", line[line.index("epoch ") :])
         for line in lines
     ]
 

@@ -76,7 +76,7 @@ def epoch_line(metrics: dict[str, float]) -> str:
     formats = {
         "lr": "{:.3g}",
         "epoch_time": "{:.1f}s",
-        "memory_peak_mib": "{:.0f} MiB",
+        "memory_peak_mib": "{:.0f}",
         "train_skipped": "{:g}",
     }
     return "  ".join(f"{k} {formats.get(k, '{:.4f}').format(v)}" for k, v in metrics.items())
