@@ -216,3 +216,23 @@ def test_an_export_that_cannot_be_made_is_one_line_and_writes_nothing(
     assert line.startswith(f"error: --export {path}: {expected}")
     assert [p.name for p in tmp_path.iterdir()] == ([name] if name.endswith(".pt2") else [])
     assert not name.endswith(".pt2") or path.read_bytes() == b"an earlier export"
+
+
+def test_onnx_gives_what_the_pt2_program_gives(exported, tmp_path):
+    """``--export model.onnx``, run by onnx's own reference evaluator at the images' size and
+    at another (the resize is in the graph)."""
+    reference = pytest.importorskip("onnx.reference", reason="pip install onnx onnxscript")
+    case, checkpoint, program, files = exported
+    _, (_, _, _, export), _ = CASES[case]
+    path = tmp_path / "model.onnx"
+    export(["--model_path", str(checkpoint), "--gpu_devices", "cpu", "--export", str(path)])
+    evaluator = reference.ReferenceEvaluator(str(path))
+    images = images_of(files)
+    larger = F.interpolate(images.float(), scale_factor=1.5).round().to(torch.uint8)
+    for batch in (images, larger[:1]):
+        (got,) = evaluator.run(None, {"images": batch.numpy()})
+        expected = torch.export.load(program).module()(batch)
+        if expected.is_floating_point():
+            torch.testing.assert_close(torch.from_numpy(got), expected, rtol=0, atol=1e-5)
+        else:
+            assert torch.equal(torch.from_numpy(got), expected)

@@ -62,8 +62,9 @@ class Program(nn.Module):
     def __init__(self, pixels: Pixels, model: nn.Module, head: Head) -> None:
         super().__init__()
         self.preprocess = Preprocess(pixels)
-        self.model = model.eval()
+        self.model = model
         self.head = head
+        self.eval()
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.model(self.preprocess(images)), images)
@@ -82,21 +83,18 @@ def check_export_path(path: Path) -> None:
         )
 
 
-def export_program(
-    program: Program, channels: int, task: dict[str, Any], path: Path
-) -> torch.export.ExportedProgram:
+def export_program(program: Program, channels: int, task: dict[str, Any], path: Path) -> None:
     """Export ``program`` for images of ``channels`` channels with the batch, height and
     width dynamic, and write it to ``path`` (``.pt2`` with ``task`` inside, or ``.onnx``)."""
     example = torch.randint(0, 256, (2, channels, *program.preprocess.size), dtype=torch.uint8)
     dims = {0: torch.export.Dim("batch", max=4096)}
     dims |= {2: torch.export.Dim("height", min=2, max=8192)}
     dims |= {3: torch.export.Dim("width", min=2, max=8192)}
-    exported = torch.export.export(program, (example,), dynamic_shapes={"images": dims})
-    if path.suffix == ".onnx":
+    if path.suffix == ".onnx":  # the model's own graph: up to 2 GiB of protobuf
         onnx = torch.onnx.export(program, (example,), dynamic_shapes={"images": dims}, dynamo=True)
         atomic_write(path, lambda file: file.write(onnx.model_proto.SerializeToString()))
-        return exported
+        return
+    exported = torch.export.export(program, (example,), dynamic_shapes={"images": dims})
     buffer = io.BytesIO()
     torch.export.save(exported, buffer, extra_files={TASK_FILE: json.dumps(task, indent=2)})
     atomic_write(path, lambda file: file.write(buffer.getvalue()))
-    return exported
