@@ -90,7 +90,9 @@ def test_a_name_registered_twice_names_both_entries(package):
     package("b_file", "Alpha", 2)
     import plugins
 
-    with pytest.raises(ValueError, match=r"--thing_type 'Alpha' is registered twice: .*1.*2"):
+    with pytest.raises(
+        ValueError, match=r"--thing_type 'Alpha' is registered twice: by .*1.* by .*2"
+    ):
         list(plugins.REGISTRY)
 
 
@@ -136,6 +138,9 @@ def test_a_run_keeps_the_options_of_the_entry_it_selects():
 
 def test_another_entrys_option_is_one_line_naming_the_entries_that_declare_it(tmp_path, capsys):
     parser = task_parser()
+    with pytest.raises(SystemExit):  # an abbreviation names it as well
+        parser.parse_args(["--model_type", "C", "--wid", "4"])
+    assert "--width (on the command line) is an option of" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["--model_type", "C", "--width=4"])
     assert exit_info.value.code == 2
@@ -158,3 +163,12 @@ def test_a_run_config_recording_other_entries_options_is_taken_without_them(tmp_
     run.write_text(json.dumps({"options": {"model_type": "A", "lr": 0.5, "width": 3, "depth": 7}}))
     opt = task_parser().parse_args(["--config", str(run)])
     assert vars(opt) == {"model_type": "A", "lr": 0.5, "width": 3}
+
+
+def test_a_twice_registered_name_names_each_builders_module():
+    registry = registry_of()
+    first = type("Entry", (), {"build": staticmethod(lambda opt: None), "options": ()})()
+    registry.register("A", first)
+    second = type("Entry", (), {"build": staticmethod(len), "options": ()})()
+    with pytest.raises(ValueError, match=r"by test_registry\..*<lambda> and by builtins\.len"):
+        registry.register("A", second)

@@ -64,7 +64,8 @@ class Registry(MutableMapping[str, E], Generic[E]):
         held = self._entries.get(name)
         if held is not None and held != entry:
             raise ValueError(
-                f"--{self.option} {name!r} is registered twice: {held!r} and {entry!r}"
+                f"--{self.option} {name!r} is registered twice: by {origin(held)} and by "
+                f"{origin(entry)}; rename one"
             )
         self._entries[name] = entry
         return entry
@@ -122,6 +123,12 @@ class Registry(MutableMapping[str, E], Generic[E]):
                 users.setdefault(declare, []).append(name)
         for declare, names in users.items():
             declare(parser.add_argument_group(f"{self.what} options ({', '.join(names)})"))
+
+
+def origin(entry: object) -> str:
+    """Where an entry comes from: its builder's module and name, where it has one."""
+    build = getattr(entry, "build", None)
+    return f"{build.__module__}.{build.__qualname__}" if callable(build) else repr(entry)
 
 
 def declared_options(declarers: Iterable[OptionDeclarer]) -> set[str]:

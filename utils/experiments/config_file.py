@@ -59,7 +59,8 @@ class ConfigFileParser(ArgumentParser):
             if is_run:
                 recorded.update(from_file)
             else:
-                chosen.update(dict.fromkeys(from_file.keys() - chosen.keys(), given.config))
+                where = f"in --config {given.config}"
+                chosen.update(dict.fromkeys(from_file.keys() - chosen.keys(), where))
             # argparse fills in a default only where the namespace has no value yet.
             namespace = argparse.Namespace(**from_file, **(vars(namespace) if namespace else {}))
         parsed, extras = super().parse_known_args(args, namespace)
@@ -74,10 +75,17 @@ class ConfigFileParser(ArgumentParser):
         return parsed, extras
 
     def named_in(self, args: Sequence[str]) -> set[str]:
-        """The options (dests) that ``args`` name."""
+        """The options (dests) that ``args`` name, abbreviations included as argparse takes
+        them (``--bilin`` for ``--bilinear``)."""
         named = set()
         for arg in args:
-            action = self._option_string_actions.get(arg.split("=", 1)[0])
+            key = arg.split("=", 1)[0]
+            if not key.startswith("--"):
+                continue
+            action = self._option_string_actions.get(key)
+            if action is None and self.allow_abbrev:
+                found = {a for s, a in self._option_string_actions.items() if s.startswith(key)}
+                action = found.pop() if len(found) == 1 else None
             if action is not None:
                 named.add(action.dest)
         return named
@@ -86,8 +94,8 @@ class ConfigFileParser(ArgumentParser):
         self, parsed: argparse.Namespace, chosen: dict[str, str], recorded: set[str]
     ) -> None:
         """A hook on the parsed options. ``chosen``: the options the user named, each with
-        where (the command line, or the options file); ``recorded``: those taken from a run's
-        config.json without being named."""
+        where ("on the command line", "in --config FILE"); ``recorded``: those taken from a
+        run's config.json without being named."""
 
     def read_config_file(self, path: str) -> tuple[dict[str, Any], bool]:
         """The options in ``path``, each checked as its flag checks a command-line value, and

@@ -52,10 +52,8 @@ class TaskParser(ConfigFileParser):
                 if selected in owners:
                     continue
                 if dest in chosen:
-                    where = chosen[dest]
-                    where = where if where.startswith("on ") else f"in --config {where}"
                     self.error(
-                        f"--{dest} ({where}) is an option of --{registry.option} "
+                        f"--{dest} ({chosen[dest]}) is an option of --{registry.option} "
                         f"{' or '.join(owners)}; this run's --{registry.option} is {selected}"
                     )
                 vars(parsed).pop(dest, None)
