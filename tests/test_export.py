@@ -27,6 +27,7 @@ from data.image_files import is_image_file
 from eval_seg_on_carvana import SegEvaluator, build_seg_eval_parser
 from eval_vanilla import VanillaEvaluator, build_vanilla_eval_parser
 from utils.cli import run_main
+from utils.errors import UsageError
 
 QUICK = ["--epochs", "1", "--gpu_devices", "cpu", "--num_workers", "0", "--amp", "off"]
 SEG = ["--base_width", "4", "--depth", "2", "--batch_size", "2"]
@@ -225,7 +226,11 @@ def test_onnx_gives_what_the_pt2_program_gives(exported, tmp_path):
     case, checkpoint, program, files = exported
     _, (_, _, _, export), _ = CASES[case]
     path = tmp_path / "model.onnx"
-    export(["--model_path", str(checkpoint), "--gpu_devices", "cpu", "--export", str(path)])
+    try:
+        export(["--model_path", str(checkpoint), "--gpu_devices", "cpu", "--export", str(path)])
+    except UsageError as err:  # the oldest torch admitted: its exporter lacks some ops
+        assert "ONNX exporter of torch" in str(err) and not path.exists()
+        pytest.skip(str(err))
     evaluator = reference.ReferenceEvaluator(str(path))
     images = images_of(files)
     larger = F.interpolate(images.float(), scale_factor=1.5).round().to(torch.uint8)

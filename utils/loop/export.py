@@ -11,6 +11,7 @@ input channels and size, the run) travels in the file as ``task.json``.
 import importlib.util
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,18 @@ def export_program(program: Program, channels: int, task: dict[str, Any], path: 
     dims |= {2: torch.export.Dim("height", min=2, max=8192)}
     dims |= {3: torch.export.Dim("width", min=2, max=8192)}
     if path.suffix == ".onnx":  # the model's own graph: up to 2 GiB of protobuf
-        onnx = torch.onnx.export(program, (example,), dynamic_shapes={"images": dims}, dynamo=True)
+        try:
+            onnx = torch.onnx.export(
+                program, (example,), dynamic_shapes={"images": dims}, dynamo=True
+            )
+        except Exception as err:  # the exporter's errors span several classes of its own
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # no terminal colours
+            first = text.splitlines()[0][:200] if text else ""
+            raise UsageError(
+                f"--export {path}: the ONNX exporter of torch {torch.__version__} could not "
+                f"convert this model ({type(err).__name__}: {first}); export a .pt2, or "
+                "use a newer torch and onnxscript"
+            ) from None
         atomic_write(path, lambda file: file.write(onnx.model_proto.SerializeToString()))
         return
     exported = torch.export.export(program, (example,), dynamic_shapes={"images": dims})
