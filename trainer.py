@@ -348,6 +348,7 @@ class TrainerBase:
         progress = Progress(self.train_loader, self.steps_per_epoch, title, self.dist.is_main)
         for step, batch in enumerate(progress, start=1):
             inputs, targets = self.augment(*self.to_device(batch))
+            samples = len(targets)
             ends_cycle = self.cycles.ends_at(self.batch_in_epoch + 1)
             skipped = self.epoch_skipped
             if self.cuda_graphs:  # this step's graph replays may reuse the last one's outputs
@@ -358,11 +359,11 @@ class TrainerBase:
             self.global_step += 1
             if self.epoch_skipped == skipped:
                 self.guard.note(self.global_step, loss)
-                self.epoch_meters.update(self.batch_stats(loss, outputs, targets), len(targets))
+                self.epoch_meters.update(self.batch_stats(loss, outputs, targets), samples)
             if ends_cycle:
                 self.optimizer_step()
             self.profiler.step()
-            shown = progress.update(step, len(targets), self.running_stats)
+            shown = progress.update(step, samples, self.running_stats)
             if shown and not self.dist.enabled:
                 self.guard.raise_if_nonfinite()  # the host has just waited for the device
             if ends_cycle:  # a consistent state to stop or save

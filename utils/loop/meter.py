@@ -90,49 +90,52 @@ class AvgMeter:
 
 
 class MeterGroup:
-    """One AvgMeter per named quantity, updated together from a dict of batch means.
+    """Weighted means of named quantities, updated together from a dict of batch means.
 
     A batch's dict is kept as it came, one append per step however many quantities it holds,
-    and shared out to the meters when read.
+    and added to the sums when read; a snapshot (:meth:`copy`) is three dict and list copies,
+    cheap enough to take at every optimizer step.
     """
 
     def __init__(self) -> None:
-        self.meters: dict[str, AvgMeter] = {}
+        self.sums: dict[str, float] = {}  # of the values read so far, each times its batch size
+        self.counts: dict[str, int] = {}  # samples of the values read so far
         self.unread: list[tuple[dict[str, float | Tensor], int]] = []
 
     def update(self, values: dict[str, float | Tensor], n: int) -> None:
+        """Add a batch of ``n`` samples whose per-sample means are ``values``."""
         self.unread.append((values, n))
         if len(self.unread) >= READ_EVERY:
             self.read()
 
     def read(self) -> None:
-        """Add the unread values to their meters, in one transfer per dtype."""
+        """Add the unread values to the sums, in one transfer per dtype, in the order they
+        came."""
         if not self.unread:
             return
         flat = [(name, value, n) for values, n in self.unread for name, value in values.items()]
         floats = read_floats([value for _, value, _ in flat])
         for (name, _, n), value in zip(flat, floats, strict=True):
-            meter = self.meters.setdefault(name, AvgMeter())
-            meter.sum += value * n
-            meter.count += n
+            self.sums[name] = self.sums.get(name, 0.0) + value * n
+            self.counts[name] = self.counts.get(name, 0) + n
         self.unread = []  # a new list: a copy() made before keeps its own
 
     def copy(self) -> "MeterGroup":
         """A snapshot that later updates leave alone."""
         snapshot = MeterGroup()
-        snapshot.meters = {name: meter.copy() for name, meter in self.meters.items()}
+        snapshot.sums, snapshot.counts = dict(self.sums), dict(self.counts)
         snapshot.unread = self.unread[:]
         return snapshot
 
     def average(self, name: str) -> float:
         """The running average of ``name`` (waits for the device), NaN before its first value."""
         self.read()
-        meter = self.meters.get(name)
-        return meter.avg if meter else math.nan
+        count = self.counts.get(name, 0)
+        return self.sums[name] / count if count else math.nan
 
     def averages(self) -> dict[str, float]:
         self.read()
-        return {name: meter.avg for name, meter in self.meters.items()}
+        return {name: self.average(name) for name in self.sums}
 
     def global_averages(self, device: torch.device) -> dict[str, float]:
         """The averages over every process of a distributed run (the local ones otherwise).
@@ -143,9 +146,9 @@ class MeterGroup:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return self.averages()
         self.read()
-        names = list(self.meters)  # the same order on every rank: the same code filled them
+        names = list(self.sums)  # the same order on every rank: the same code filled them
         totals = torch.tensor(
-            [self.meters[k].sum for k in names] + [self.meters[k].count for k in names],
+            [self.sums[k] for k in names] + [self.counts[k] for k in names],
             dtype=torch.float64,
             device=device,
         )
@@ -156,10 +159,9 @@ class MeterGroup:
     def state_dict(self) -> dict[str, dict[str, float | int]]:
         """Sums and counts per name, so a mid-epoch checkpoint keeps the epoch's averages."""
         self.read()
-        return {name: meter.state_dict() for name, meter in self.meters.items()}
+        return {name: {"sum": self.sums[name], "count": self.counts[name]} for name in self.sums}
 
     def load_state_dict(self, state: dict[str, dict[str, float | int]]) -> None:
-        self.meters = {}
-        for name, meter_state in state.items():
-            self.meters[name] = AvgMeter()
-            self.meters[name].load_state_dict(meter_state)
+        self.sums = {name: float(meter["sum"]) for name, meter in state.items()}
+        self.counts = {name: int(meter["count"]) for name, meter in state.items()}
+        self.unread = []
