@@ -332,8 +332,8 @@ class EvaluatorBase:
         pixels = DATASETS.lookup(self.cfg.data_type).pixels
         if pixels is None:
             raise UsageError(
-                f"--export: --data_type {self.cfg.data_type} does not say how its images become "
-                "the model's input; expected a dataset that names its pixels"
+                f"--export: --data_type {self.cfg.data_type} names no pixels (how an image "
+                "becomes the model's input); the exported program takes images"
             )
         head, outputs = self.export_head()
         info = self.data_info

@@ -118,6 +118,12 @@ def test_a_regression_task_grows_from_new_files_alone(tmp_path):
         "error: --input: --data_type SynthRegression reads no image files; expected a dataset "
         "that names a load_input"
     ]
+    no_export = run("eval_regression.py", "--model_path", best, "--export", "model.pt2")
+    assert no_export.returncode == 2 and not (project / "model.pt2").exists()
+    assert no_export.stderr.splitlines() == [
+        "error: --export: --data_type SynthRegression names no pixels (how an image becomes the "
+        "model's input); the exported program takes images"
+    ]
 
     host_reads = "tests/test_host_reads.py::test_a_registered_models_forward_and_backward"
     suite = [
