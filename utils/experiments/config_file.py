@@ -25,6 +25,8 @@ from typing import Any, NoReturn
 from utils.cli import ArgumentParser
 from utils.records.config import resolve_config_path
 
+UNSET = object()  # an option's value before the command line names it
+
 
 class ConfigFileParser(ArgumentParser):
     """An :class:`ArgumentParser` whose options may also come from ``--config FILE``."""
@@ -51,10 +53,14 @@ class ConfigFileParser(ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         """Parse ``args`` over the values of ``--config`` (taken from ``args`` first)."""
         args = sys.argv[1:] if args is None else list(args)
-        given, _ = super().parse_known_args(args)
-        chosen = dict.fromkeys(self.named_in(args), "on the command line")
+        # Over a namespace where every option holds UNSET, argparse itself (abbreviations and
+        # all) says which options the command line names: those no longer UNSET.
+        unset = argparse.Namespace(**{a.dest: UNSET for a in self._actions if a.option_strings})
+        given, _ = super().parse_known_args(args, unset)
+        named = [dest for dest, value in vars(given).items() if value is not UNSET]
+        chosen = dict.fromkeys(named, "on the command line")
         recorded: set[str] = set()
-        if "config" in given:
+        if "config" in chosen:
             from_file, is_run = self.read_config_file(given.config)
             if is_run:
                 recorded.update(from_file)
@@ -73,22 +79,6 @@ class ConfigFileParser(ArgumentParser):
             print(json.dumps({"options": vars(parsed)}, indent=2, sort_keys=True))
             self.exit(0)
         return parsed, extras
-
-    def named_in(self, args: Sequence[str]) -> set[str]:
-        """The options (dests) that ``args`` name, abbreviations included as argparse takes
-        them (``--bilin`` for ``--bilinear``)."""
-        named = set()
-        for arg in args:
-            key = arg.split("=", 1)[0]
-            if not key.startswith("--"):
-                continue
-            action = self._option_string_actions.get(key)
-            if action is None and self.allow_abbrev:
-                found = {a for s, a in self._option_string_actions.items() if s.startswith(key)}
-                action = found.pop() if len(found) == 1 else None
-            if action is not None:
-                named.add(action.dest)
-        return named
 
     def settle(
         self, parsed: argparse.Namespace, chosen: dict[str, str], recorded: set[str]

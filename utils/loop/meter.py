@@ -135,7 +135,10 @@ class MeterGroup:
 
     def averages(self) -> dict[str, float]:
         self.read()
-        return {name: self.average(name) for name in self.sums}
+        return {
+            name: total / count if (count := self.counts[name]) else math.nan
+            for name, total in self.sums.items()
+        }
 
     def global_averages(self, device: torch.device) -> dict[str, float]:
         """The averages over every process of a distributed run (the local ones otherwise).
