@@ -148,7 +148,8 @@ class TrainerBase:
             keep_gradients_allocated(self.net)
         self.optimizer = build_optimizer(self.model, opt)
         self.scheduler = build_scheduler(self.optimizer, opt, self.cycles.per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp[0] == "fp16")
+        self.fp16 = self.amp[0] == "fp16"  # whether the loss is scaled
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.fp16)
         self.clipper = GradClipper(opt.clip_grad_norm, opt.clip_grad_value)
         self.stopper = EarlyStopper(opt.patience, opt.min_delta, opt.monitor_mode)
         self.guard = RunGuard(self.steps_per_epoch, self.dist, self.device)
@@ -193,10 +194,12 @@ class TrainerBase:
         return self.criterion(outputs, targets)
 
     def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor | float]:
-        """Per-sample means over one batch (e.g. ``{"acc": ...}``); the loss is added for you.
+        """Per-sample means over one batch (e.g. ``{"iou": ...}``), or per-sample outcomes as
+        a 1-D bool tensor, which the meters count (``{"acc": correct(outputs, targets)}``); the
+        loss is added for you.
 
-        Return 0-dim tensors rather than floats: ``.item()`` would make every step wait for
-        the device, while the meters read them only when something is shown.
+        Return tensors rather than floats: ``.item()`` would make every step wait for the
+        device, while the meters read them only when something is shown.
         """
         return {}
 
@@ -426,7 +429,8 @@ class TrainerBase:
             warn_skipped(*position, self.epoch_skipped)
             return False
         cycle = self.cycles.length(self.batch_in_epoch + 1)
-        self.scaler.scale(loss if cycle == 1 else loss / cycle).backward()
+        loss = loss if cycle == 1 else loss / cycle
+        (self.scaler.scale(loss) if self.fp16 else loss).backward()
         self.cycle_learned += 1
         return True
 
@@ -441,10 +445,15 @@ class TrainerBase:
         if learned:
             if learned < cycle:  # average over the batches kept, not over the whole cycle
                 scale_gradients(self.model.parameters(), cycle / learned)
-            self.scaler.unscale_(self.optimizer)
-            self.clipper(self.model.parameters())
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            if self.fp16:  # the disabled scaler's calls cost a few Python frames a step
+                self.scaler.unscale_(self.optimizer)
+            if self.clipper.enabled:
+                self.clipper(self.model.parameters())
+            if self.fp16:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=not self.cuda_graphs)
         self.scheduler.step()
         self.cycle_learned = 0
@@ -521,7 +530,12 @@ class TrainerBase:
 
     def to_device(self, batch: Any) -> tuple[Tensor, Tensor]:
         """``(inputs, targets)`` on the device; image batches in ``--channels_last`` format."""
-        inputs, targets = move_to(batch, self.device)
+        inputs, targets = batch
+        if isinstance(inputs, Tensor) and isinstance(targets, Tensor):  # the usual pair: no walk
+            inputs = inputs.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+        else:
+            inputs, targets = move_to(batch, self.device)
         return (channels_last(inputs) if self.channels_last else inputs), targets
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from trainer import TrainerBase, build_parser
 from utils.cli import run_main
-from utils.loop.metrics import accuracy
+from utils.loop.metrics import correct
 
 
 class VanillaTrainer(TrainerBase):
@@ -24,7 +24,7 @@ class VanillaTrainer(TrainerBase):
     EVAL_SCRIPT = "eval_vanilla.py"
 
     def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        return {"acc": accuracy(outputs, targets)}
+        return {"acc": correct(outputs, targets)}
 
 
 def build_vanilla_parser() -> argparse.ArgumentParser:

@@ -180,3 +180,25 @@ def test_group_state_round_trip_continues_the_same_averages():
     resumed.update(*batches[2])
     assert resumed.averages() == whole.averages()
     assert resumed.averages()["loss"] == (4 * 1.0 + 2 * 3.0 + 5 * 2.0) / 11
+
+
+def test_outcomes_are_counted_exactly_whenever_read_with_no_op_a_step():
+    """A 1-D bool tensor is per-sample outcomes: the average is the fraction True over every
+    sample, counted (not averaged per batch) when read, and a batch costs no op."""
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.rand(n, generator=gen) < 0.3 for n in (64, 64, 17, 64, 5)]
+    losses = [torch.tensor(float(i)) for i in range(len(batches))]
+    once, often = MeterGroup(), MeterGroup()
+    with CountOps() as counted:
+        for loss, hits in zip(losses, batches, strict=True):
+            once.update({"loss": loss, "acc": hits}, len(hits))
+    assert not counted.ops
+    for loss, hits in zip(losses, batches, strict=True):
+        often.update({"loss": loss, "acc": hits}, len(hits))
+        often.read()
+    true = sum(int(hits.sum()) for hits in batches)
+    samples = sum(len(hits) for hits in batches)
+    weighted_loss = sum(i * len(hits) for i, hits in enumerate(batches)) / samples
+    for group in (once, often):
+        assert group.averages() == pytest.approx({"acc": true / samples, "loss": weighted_loss})
+        assert group.sums["acc"] == true and group.counts["acc"] == samples

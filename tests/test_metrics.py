@@ -10,6 +10,7 @@ from utils.loop.metrics import (
     accuracy,
     class_dice_and_iou_per_image,
     confusion_matrix,
+    correct,
     dice_per_image,
     iou_per_image,
     per_class_accuracy,
@@ -171,3 +172,13 @@ def test_predicted_classes_threshold_one_channel_and_take_the_arg_max_of_several
     several = torch.tensor([[0.0, 2.0], [1.0, 0.0], [3.0, 1.0]]).view(1, 3, 1, 2)
     assert predicted_classes(several).flatten().tolist() == [2, 0]
     assert predicted_classes(several).dtype == torch.uint8
+
+
+def test_correct_marks_each_sample_its_accuracy_averages():
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(50, 4, generator=gen)
+    targets = torch.randint(0, 4, (50,), generator=gen)
+    marks = correct(logits, targets)
+    expected = [_argmax(row) == int(t) for row, t in zip(logits, targets, strict=True)]
+    assert marks.dtype == torch.bool and marks.tolist() == expected
+    assert accuracy(logits, targets).item() == pytest.approx(sum(expected) / 50)

@@ -90,13 +90,16 @@ def resolve_amp(mode: str, device: torch.device) -> tuple[str, str]:
     return mode, "as asked"
 
 
+NO_CONTEXT = contextlib.nullcontext()  # reusable: one no-op context, not a new one a step
+
+
 def autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManager:
     """Autocast on ``device`` for ``mode`` ``bf16`` or ``fp16``; a no-op context for ``off``.
 
     Example: ``with autocast(torch.device("cuda"), "bf16"): outputs = model(inputs)``.
     """
     if mode == "off":
-        return contextlib.nullcontext()
+        return NO_CONTEXT
     if mode not in AMP_DTYPES:
         raise UsageError(f"--amp {mode!r}: expected one of {', '.join(AMP_MODES)}")
     return torch.autocast(device.type, dtype=AMP_DTYPES[mode])

@@ -196,10 +196,13 @@ def leave_process_group(wait_for_all: bool) -> None:
     dist.destroy_process_group()
 
 
+NO_CONTEXT = contextlib.nullcontext()  # reusable: one no-op context, not a new one a step
+
+
 def gradients_synced(model: torch.nn.Module, ends_cycle: bool) -> contextlib.AbstractContextManager:
     """Under DDP, gradients are averaged across ranks only in the batch that ends an
     accumulation cycle; the others run forward and backward inside ``no_sync()`` (the forward
     too, or DDP all-reduces in that batch's backward all the same)."""
     if ends_cycle or not isinstance(model, DistributedDataParallel):
-        return contextlib.nullcontext()
+        return NO_CONTEXT
     return model.no_sync()

@@ -5,6 +5,8 @@ wait) and reads them only when an average is asked for: a progress line, the epo
 a checkpoint. Then the values recorded since the last read are stacked and copied to the host
 in one transfer and added up there in float64, in the order they came, so an average does not
 depend on when it was read (a resumed run adds up exactly what a run never stopped does).
+A :class:`MeterGroup` also takes per-sample outcomes (a 1-D bool tensor, such as which samples
+were classified right) and counts them when it reads: a batch's mean is then never computed.
 """
 
 import math
@@ -89,12 +91,19 @@ class AvgMeter:
         self.unread = []
 
 
-class MeterGroup:
-    """Weighted means of named quantities, updated together from a dict of batch means.
+def is_outcomes(value: float | Tensor) -> bool:
+    """Whether ``value`` is per-sample outcomes (a 1-D bool tensor), which a meter counts."""
+    return isinstance(value, Tensor) and value.dtype == torch.bool and value.dim() == 1
 
-    A batch's dict is kept as it came, one append per step however many quantities it holds,
-    and added to the sums when read; a snapshot (:meth:`copy`) is three dict and list copies,
-    cheap enough to take at every optimizer step.
+
+class MeterGroup:
+    """Weighted means of named quantities, updated together from a dict of batch values.
+
+    A value is a batch's per-sample mean (weighted by its ``n`` samples), or its per-sample
+    outcomes (a 1-D bool tensor: the mean is the fraction that are True, counted exactly when
+    read, so a step spends no kernel on it). A batch's dict is kept as it came, one append per
+    step however many quantities it holds, and added to the sums when read; a snapshot
+    (:meth:`copy`) is three dict and list copies, cheap enough to take at every optimizer step.
     """
 
     def __init__(self) -> None:
@@ -103,7 +112,7 @@ class MeterGroup:
         self.unread: list[tuple[dict[str, float | Tensor], int]] = []
 
     def update(self, values: dict[str, float | Tensor], n: int) -> None:
-        """Add a batch of ``n`` samples whose per-sample means are ``values``."""
+        """Add a batch of ``n`` samples whose per-sample means (or outcomes) are ``values``."""
         self.unread.append((values, n))
         if len(self.unread) >= READ_EVERY:
             self.read()
@@ -113,11 +122,22 @@ class MeterGroup:
         came."""
         if not self.unread:
             return
-        flat = [(name, value, n) for values, n in self.unread for name, value in values.items()]
-        floats = read_floats([value for _, value, _ in flat])
-        for (name, _, n), value in zip(flat, floats, strict=True):
+        means, outcomes = [], {}
+        for values, n in self.unread:
+            for name, value in values.items():
+                if is_outcomes(value):
+                    outcomes.setdefault(name, []).append(value)
+                else:
+                    means.append((name, value, n))
+        # Counts are integers: one sum over every batch's outcomes is exact in any order.
+        hits = [torch.cat(values).sum() for values in outcomes.values()]
+        floats = read_floats([value for _, value, _ in means] + hits)
+        for (name, _, n), value in zip(means, floats[: len(means)], strict=True):
             self.sums[name] = self.sums.get(name, 0.0) + value * n
             self.counts[name] = self.counts.get(name, 0) + n
+        for (name, values), hit in zip(outcomes.items(), floats[len(means) :], strict=True):
+            self.sums[name] = self.sums.get(name, 0.0) + hit
+            self.counts[name] = self.counts.get(name, 0) + sum(len(v) for v in values)
         self.unread = []  # a new list: a copy() made before keeps its own
 
     def copy(self) -> "MeterGroup":
