@@ -52,7 +52,7 @@ from utils.loop.export import Head, Program, check_export_path, export_program
 from utils.loop.logger import setup_logging
 from utils.loop.progress import Progress
 from utils.records.checkpoint import load_checkpoint, load_model_state
-from utils.records.config import CONFIG_NAME, RunOptions, load_config
+from utils.records.config import CONFIG_NAME, RunOptions, load_config, with_stand_ins
 from utils.records.rundir import make_dirs
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class EvaluatorBase:
         given = {
             k: getattr(self.opt, k) for k in self.OVERRIDES if getattr(self.opt, k) is not None
         }
-        return RunOptions(source, {**OLD_RUN_DEFAULTS, **options, **given})
+        return RunOptions(source, {**OLD_RUN_DEFAULTS, **with_stand_ins(options), **given})
 
     def read_data_info(self, state: dict[str, Any]) -> DataInfo:
         """Input shape and classes from the checkpoint; a checkpoint written before it kept

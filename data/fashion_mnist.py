@@ -119,16 +119,16 @@ def build_fashion_mnist(opt: Namespace) -> DataSplits:
     root = Path(opt.data_dir)
     train_pool = load_split(root, train=True)
     test_set = load_split(root, train=False)
-    pool = subsample_indices(len(train_pool), opt.train_val_sample_rate, opt.seed)
+    pool = subsample_indices(len(train_pool), opt.train_val_sample_rate, opt.split_seed)
     folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
     if folds:  # the test is a fold of the official train set; its test set stays unseen
-        pool, held = kfold_split(pool, folds, opt.fold, opt.seed)
-        keep = subsample_indices(len(held), opt.test_sample_rate, opt.seed)
+        pool, held = kfold_split(pool, folds, opt.fold, opt.split_seed)
+        keep = subsample_indices(len(held), opt.test_sample_rate, opt.split_seed)
         test_source, test_idx = train_pool, [held[i] for i in keep]
     else:
         test_source = test_set
-        test_idx = subsample_indices(len(test_set), opt.test_sample_rate, opt.seed)
-    train_idx, val_idx = split_indices(pool, opt.val_ratio, opt.seed)
+        test_idx = subsample_indices(len(test_set), opt.test_sample_rate, opt.split_seed)
+    train_idx, val_idx = split_indices(pool, opt.val_ratio, opt.split_seed)
     split = in_memory_split if getattr(opt, "in_memory", True) else Subset
     return DataSplits(
         train=split(train_pool, train_idx),

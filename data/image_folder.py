@@ -381,9 +381,11 @@ def split_samples(
     (``--val_ratio``, ``--test_ratio``; the test a stratified fold with ``--folds``), each
     class kept in ``--train_val_sample_rate`` / ``--test_sample_rate`` shares."""
     pool = found["train"]
-    pool = pick(pool, stratified_subsample(labels_of(pool), opt.train_val_sample_rate, opt.seed))
+    pool = pick(
+        pool, stratified_subsample(labels_of(pool), opt.train_val_sample_rate, opt.split_seed)
+    )
     if opt.folds:
-        rest, held = stratified_kfold(labels_of(pool), opt.folds, opt.fold, opt.seed)
+        rest, held = stratified_kfold(labels_of(pool), opt.folds, opt.fold, opt.split_seed)
         pool, test = pick(pool, rest), pick(pool, held)
         if "test" in found:
             log.info(
@@ -392,14 +394,16 @@ def split_samples(
     elif "test" in found:
         test = found["test"]
     else:
-        pool, test = stratified_cut(pool, opt.test_ratio, opt.seed)
+        pool, test = stratified_cut(pool, opt.test_ratio, opt.split_seed)
     if "val" in found:
         val = found["val"]
-        val = pick(val, stratified_subsample(labels_of(val), opt.train_val_sample_rate, opt.seed))
+        val = pick(
+            val, stratified_subsample(labels_of(val), opt.train_val_sample_rate, opt.split_seed)
+        )
         train = pool
     else:
-        train, val = stratified_cut(pool, opt.val_ratio, opt.seed)
-    test = pick(test, stratified_subsample(labels_of(test), opt.test_sample_rate, opt.seed))
+        train, val = stratified_cut(pool, opt.val_ratio, opt.split_seed)
+    test = pick(test, stratified_subsample(labels_of(test), opt.test_sample_rate, opt.split_seed))
     if not val or not test:
         missing = "val" if not val else "test"
         raise UsageError(
@@ -519,7 +523,7 @@ def sample_splits(
     mean and std of a seeded share of at most :data:`STATS_IMAGES` training images (one that
     cannot be decoded leaves training)."""
     train = splits[0]
-    measured = pick(train, subsample_indices(len(train), STATS_IMAGES / len(train), opt.seed))
+    measured = pick(train, subsample_indices(len(train), STATS_IMAGES / len(train), opt.split_seed))
     images, errors = decode([s.path for s in measured], shape)
     warn_unreadable([e for e in errors if e], len(measured))
     mean, std = pixel_stats(images[torch.tensor([not e for e in errors], dtype=torch.bool)])

@@ -352,13 +352,13 @@ def build_pair_splits(
     check_sizes(pairs, opt.img_scale)
     folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
     if folds:
-        train, val, test = fold_by_group(pairs, folds, opt.fold, opt.val_ratio, opt.seed)
+        train, val, test = fold_by_group(pairs, folds, opt.fold, opt.val_ratio, opt.split_seed)
     else:
-        train, val, test = split_by_group(pairs, opt.val_ratio, opt.test_ratio, opt.seed)
+        train, val, test = split_by_group(pairs, opt.val_ratio, opt.test_ratio, opt.split_seed)
     train_val_keep = opt.train_val_sample_rate
-    train = [train[i] for i in subsample_indices(len(train), train_val_keep, opt.seed)]
-    val = [val[i] for i in subsample_indices(len(val), train_val_keep, opt.seed)]
-    test = [test[i] for i in subsample_indices(len(test), opt.test_sample_rate, opt.seed)]
+    train = [train[i] for i in subsample_indices(len(train), train_val_keep, opt.split_seed)]
+    val = [val[i] for i in subsample_indices(len(val), train_val_keep, opt.split_seed)]
+    test = [test[i] for i in subsample_indices(len(test), opt.test_sample_rate, opt.split_seed)]
     cache = cache_folder(opt, root, f"scale_{opt.img_scale:g}")
     augment = augment_from_options(opt)
     train_set = PairDataset(train, opt.img_scale, cache, augment, opt.seed, num_classes)

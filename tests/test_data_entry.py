@@ -27,6 +27,7 @@ def fashion_opt(root, **overrides):
         data_type="FashionMNIST",
         data_dir=str(root),
         seed=0,
+        split_seed=0,
         val_ratio=0.1,
         train_val_sample_rate=1.0,
         test_sample_rate=1.0,

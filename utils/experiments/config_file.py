@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from utils.cli import ArgumentParser
-from utils.records.config import resolve_config_path
+from utils.records.config import resolve_config_path, with_stand_ins
 
 UNSET = object()  # an option's value before the command line names it
 
@@ -105,6 +105,8 @@ class ConfigFileParser(ArgumentParser):
                 f'--config {file}: expected a JSON object of options such as {{"lr": 0.001}}, '
                 "or a run's config.json"
             )
+        if is_run:  # a run from before an option read back as it ran (its split, say)
+            options = with_stand_ins(options)
         actions = {
             action.dest: action
             for action in self._actions

@@ -75,7 +75,16 @@ def build_parser(description: str | None, models: Registry, datasets: Registry) 
         help="'auto' (GPU with most free memory, else CPU), 'cpu', or ids like '0' or '0,1' "
         "(several ids -> DataParallel)",
     )
-    run.add_argument("--seed", type=int, default=42, help="seed for python, numpy, torch, data")
+    run.add_argument(
+        "--seed", type=int, default=42, help="seed of training: init, data order, augmentation"
+    )
+    run.add_argument(
+        "--split_seed",
+        type=int,
+        default=42,
+        help="seed of the data's val/test split, folds and subsampling, fixed so that runs "
+        "over several --seed values train on the same split",
+    )
     run.add_argument(
         "--deterministic", type=str2bool, default=False, help="forbid nondeterministic kernels"
     )

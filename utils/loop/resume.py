@@ -35,6 +35,7 @@ EPOCH_PLAN_OPTIONS = frozenset(
         "batch_size",
         "accum_steps",
         "seed",
+        "split_seed",
         "data_type",
         "val_ratio",
         "test_ratio",

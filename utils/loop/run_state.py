@@ -31,6 +31,7 @@ from utils.records.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
+from utils.records.config import with_stand_ins
 from utils.records.rundir import make_run_dir
 from utils.seed import rng_state, seed_everything, set_rng_state
 from utils.signals import StopRequested
@@ -125,7 +126,11 @@ def read_resume(opt: "Namespace", dist: DistInfo) -> Resume | None:
             f"--resume {path}: lacks {', '.join(missing)}; expected a checkpoint written by "
             "this version of the trainer (weights alone can be evaluated, not resumed)"
         )
-    changes = check_resume_options(path, state["config"], vars(opt), opt.allow_config_change)
+    saved = with_stand_ins(state["config"])
+    for option in saved.keys() - state["config"].keys():  # the run predates the option
+        setattr(opt, option, saved[option])
+        log.info("--resume: a run from before --%s keeps %s", option, saved[option])
+    changes = check_resume_options(path, saved, vars(opt), opt.allow_config_change)
     processes = state.get("world_size", 1)  # may change freely at an epoch end
     moved = [("processes", processes, dist.world_size)] if processes != dist.world_size else []
     check_mid_epoch_changes(path, (state["epoch"], state["batch_in_epoch"]), changes + moved)

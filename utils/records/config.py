@@ -90,6 +90,21 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# Options added since runs were first recorded, each with the recorded option whose value a run
+# from before it used in its place: the split was drawn from --seed before --split_seed.
+STAND_INS = {"split_seed": "seed"}
+
+
+def with_stand_ins(options: dict[str, Any]) -> dict[str, Any]:
+    """A recorded run's ``options`` with each option it predates (see :data:`STAND_INS`) set to
+    the value that stood in for it, so the run's split and the like are read back as it had
+    them."""
+    missing = {
+        new: options[old] for new, old in STAND_INS.items() if new not in options and old in options
+    }
+    return {**missing, **options}
+
+
 class MissingOptionError(UsageError, AttributeError):
     """An option missing from a run's config.
 
