@@ -55,6 +55,7 @@ from utils.loop.cycles import Cycles, scale_gradients
 from utils.loop.device import channels_last, move_to, select_device
 from utils.loop.distributed import gradients_synced, init_distributed, leave_process_group
 from utils.loop.earlystopper import EarlyStopper, check_monitor
+from utils.loop.ema import WeightAverage
 from utils.loop.guard import RunGuard, warn_skipped
 from utils.loop.logger import setup_logging
 from utils.loop.memory import PeakMemory
@@ -147,6 +148,7 @@ class TrainerBase:
         if self.cuda_graphs:  # gradients outside the graphs' memory pool
             keep_gradients_allocated(self.net)
         self.optimizer = build_optimizer(self.model, opt)
+        self.ema = WeightAverage(model, opt.ema) if opt.ema else None  # model: the bare one
         self.scheduler = build_scheduler(self.optimizer, opt, self.cycles.per_epoch)
         self.fp16 = self.amp[0] == "fp16"  # whether the loss is scaled
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.fp16)
@@ -386,9 +388,10 @@ class TrainerBase:
         """Loss and metrics over the batches of ``loader`` (or its first ``max_batches``).
 
         Under DDP each rank evaluates its own shard with the bare model (no collectives per
-        batch) and the sums are reduced across ranks at the end.
+        batch) and the sums are reduced across ranks at the end. With ``--ema`` it is the
+        weight average that is evaluated.
         """
-        model = self.net if self.dist.enabled else self.model
+        model = self.eval_model
         model.eval()
         meters = MeterGroup()
         total = min(len(loader), max_batches or len(loader))
@@ -454,6 +457,8 @@ class TrainerBase:
                 self.scaler.update()
             else:
                 self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update()
         self.optimizer.zero_grad(set_to_none=not self.cuda_graphs)
         self.scheduler.step()
         self.cycle_learned = 0
@@ -487,6 +492,14 @@ class TrainerBase:
         return self.run_log.writer
 
     # ----- the run's objects -----------------------------------------------------------------
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What validation runs: the weight average with ``--ema``; else the model, bare under
+        DDP (each rank evaluates its own shard, with no collectives)."""
+        if self.ema is not None:
+            return self.ema.module
+        return self.net if self.dist.enabled else self.model
 
     @property
     def lr(self) -> float:

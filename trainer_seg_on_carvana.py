@@ -73,8 +73,9 @@ class SegTrainer(TrainerBase):
         """Image | mask | prediction panels of the first validation images, one a row."""
         samples = [self.data.val[i] for i in range(min(PANELS, len(self.data.val)))]
         images = torch.stack([image for image, _ in samples]).to(self.device)
-        self.net.eval()  # the model without DDP: only rank 0 runs this, with no collectives
-        preds = predicted_classes(final_logits(self.net(images))).cpu()
+        model = self.eval_model  # without DDP: only rank 0 runs this, with no collectives
+        model.eval()
+        preds = predicted_classes(final_logits(model(images))).cpu()
         top = max(1, self.data.num_outputs - 1)  # classes as grey levels, the last one white
         panels = [
             seg_panel(img, mask / top, pred / top)

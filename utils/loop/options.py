@@ -124,6 +124,14 @@ def build_parser(description: str | None, models: Registry, datasets: Registry) 
         "--label_smoothing", type=zero_to_one, default=0.0, help="cross-entropy smoothing"
     )
     optim.add_argument(
+        "--ema",
+        type=zero_to_one,
+        default=0.0,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay (0.999: about "
+        "the last 1000 steps) and validate, save and evaluate it; 0: off",
+    )
+    optim.add_argument(
         "--accum_steps",
         type=positive_int,
         default=1,

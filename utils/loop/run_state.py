@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from utils.loop.cycles import Cycles
     from utils.loop.earlystopper import EarlyStopper
+    from utils.loop.ema import WeightAverage
     from utils.loop.guard import RunGuard
     from utils.loop.meter import MeterGroup
 
@@ -56,6 +57,7 @@ class Trainer(Protocol):
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
+    ema: "WeightAverage | None"  # --ema: the average of the weights
     stopper: "EarlyStopper"
     guard: "RunGuard"
     cycles: "Cycles"
@@ -170,7 +172,7 @@ class RunState:
         """
         t = self.trainer
         return {
-            "model": unwrap_model(t.model).state_dict(),
+            **self.weights(),
             "optimizer": t.optimizer.state_dict(),
             "scaler": t.scaler.state_dict(),
             "stopper": t.stopper.state_dict(),
@@ -184,6 +186,19 @@ class RunState:
             "world_size": t.dist.world_size,
             "epoch_seconds": self.epoch_seconds(),
             **self.rank_state(),
+        }
+
+    def weights(self) -> dict[str, Any]:
+        """``model``: the weights to evaluate and predict with. With ``--ema`` that is the
+        average, and the weights the optimizer trains are kept as ``trained_model``."""
+        t = self.trainer
+        trained = unwrap_model(t.model).state_dict()
+        if t.ema is None:
+            return {"model": trained}
+        return {
+            "model": t.ema.module.state_dict(),
+            "trained_model": trained,
+            "ema_updates": t.ema.updates,
         }
 
     def epoch_seconds(self) -> float:
@@ -213,7 +228,11 @@ class RunState:
         their seeded streams and start their meters empty.
         """
         t, state = self.trainer, resume.state
-        load_model_state(t.model, state["model"], f"checkpoint {resume.path}")
+        trained = state.get("trained_model", state["model"])
+        load_model_state(t.model, trained, f"checkpoint {resume.path}")
+        if t.ema is not None:  # a checkpoint saved without --ema starts the average afresh
+            averaged = "trained_model" in state
+            t.ema.load(state["model"] if averaged else trained, state.get("ema_updates", 0))
         changed = {key for key, _, _ in resume.changes}
         if "optimizer" in changed:
             self.note_change("optimizer", "its state (momenta, moments) starts empty")
