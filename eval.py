@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from data.data_entry import DATASETS, build_datasets, build_loader, input_loader
 from data.image_files import ImageFiles, collate_by_shape, find_images
 from data.splits import DataInfo
-from model.model_entry import build_model
+from model.model_entry import MODELS, build_model
 from utils.atomic import atomic_write
 from utils.cli import ArgumentParser, fraction, non_negative_int, positive_int, str2bool
 from utils.errors import UsageError
@@ -51,6 +51,7 @@ from utils.loop.device import channels_last, move_to, select_device
 from utils.loop.export import Head, Program, check_export_path, export_program
 from utils.loop.logger import setup_logging
 from utils.loop.progress import Progress
+from utils.loop.tta import TTA_CHOICES, flip_average
 from utils.records.checkpoint import load_checkpoint, load_model_state
 from utils.records.config import CONFIG_NAME, RunOptions, load_config, with_stand_ins
 from utils.records.rundir import make_dirs
@@ -80,6 +81,13 @@ def build_eval_parser(description: str | None = None) -> argparse.ArgumentParser
         help="write the model with its input preprocessing and output head as a program plain "
         "PyTorch runs: PATH.pt2 (torch.export) or PATH.onnx (needs onnx, onnxscript); "
         "nothing is evaluated",
+    )
+    parser.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default="none",
+        help="flip: predict with the mean of each image's and its mirror's probabilities; an "
+        "evaluation reports it beside the plain figures",
     )
     parser.add_argument("--gpu_devices", default="auto", help="'auto', 'cpu' or a GPU id")
     parser.add_argument("--save_path", default=None, help="output dir; default: the run dir")
@@ -264,22 +272,34 @@ class EvaluatorBase:
 
     # ----- the passes ------------------------------------------------------------------------
 
-    def forward(self, inputs: Tensor) -> Tensor:
-        """Float outputs of a batch on the device, under the run's ``--amp`` and memory format."""
+    def forward(self, inputs: Tensor, tta: str = "none") -> Tensor:
+        """Float outputs of a batch on the device, under the run's ``--amp`` and memory format;
+        with ``tta`` ``flip``, outputs whose probabilities are those of the image and its mirror
+        averaged (``utils/loop/tta.py``)."""
+        if tta == "flip":
+            per_pixel = MODELS.lookup(self.cfg.model_type).per_pixel
+            return flip_average(self.forward, inputs, self.activation, per_pixel)
         if self.channels_last:
             inputs = channels_last(inputs)
         with autocast(self.device, self.amp[0]):
             return self.model(inputs).float()
 
+    @property
+    def activation(self) -> str:
+        """How the outputs become probabilities, for ``--tta``: ``softmax`` over classes,
+        ``sigmoid`` or ``identity`` (outputs averaged as they are, the default)."""
+        return "identity"
+
     @torch.inference_mode()
-    def evaluate(self) -> dict[str, Any]:
-        """One pass over the test split through the hooks."""
+    def evaluate(self, tta: str = "none") -> dict[str, Any]:
+        """One pass over the test split through the hooks, with test-time augmentation
+        ``tta``."""
         self.reset()
         loader = build_loader(self.build_test_set(), self.cfg, shuffle=False, device=self.device)
-        progress = Progress(loader, len(loader), "test")
+        progress = Progress(loader, len(loader), "test" if tta == "none" else f"test, tta {tta}")
         for step, batch in enumerate(progress, start=1):
             inputs, targets = move_to(batch, self.device)
-            self.update(inputs, self.forward(inputs), targets)
+            self.update(inputs, self.forward(inputs, tta), targets)
             progress.update(step, len(inputs))
         return self.compute()
 
@@ -306,7 +326,8 @@ class EvaluatorBase:
             failed += len(errors)
             for batch in batches:
                 inputs = batch.inputs.to(self.device, non_blocking=True)
-                self.save_predictions(batch.paths, self.forward(inputs), batch.sizes)
+                outputs = self.forward(inputs, self.opt.tta)
+                self.save_predictions(batch.paths, outputs, batch.sizes)
             progress.update(step, len(errors) + sum(len(batch.paths) for batch in batches))
         self.finish_predictions()
         return failed
@@ -315,6 +336,11 @@ class EvaluatorBase:
         """Export the model, predict the ``--input`` files, or evaluate the test split and save
         its metrics."""
         if self.opt.export:
+            if self.opt.tta != "none":
+                raise UsageError(
+                    f"--tta {self.opt.tta} with --export: the exported program returns the plain "
+                    "prediction; average it with its mirror's in your own code, or drop --tta"
+                )
             return self.run_export(Path(self.opt.export))
         return self.run_prediction() if self.inputs else self.run_evaluation()
 
@@ -368,8 +394,13 @@ class EvaluatorBase:
             log.info("test groups: %s", ", ".join(self.data.groups["test"]))
         metrics = self.evaluate()
         self.report(metrics)
-        path = self.output_path("test_metrics.json")
         record = {"checkpoint": str(self.checkpoint_path), "metrics": metrics}
+        if self.opt.tta != "none":  # beside the plain figures, not instead of them
+            log.info("with --tta %s:", self.opt.tta)
+            augmented = self.evaluate(self.opt.tta)
+            self.report(augmented)
+            record[f"metrics_tta_{self.opt.tta}"] = augmented
+        path = self.output_path("test_metrics.json")
         atomic_write(path, lambda f: f.write(json.dumps(record, indent=2).encode() + b"\n"))
         log.info("metrics saved to %s", path)
         return metrics

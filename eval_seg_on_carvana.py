@@ -78,6 +78,10 @@ class SegEvaluator(EvaluatorBase):
         return self.data_info.num_outputs == 1
 
     @property
+    def activation(self) -> str:
+        return "sigmoid" if self.binary else "softmax"
+
+    @property
     def objects(self) -> slice:
         """The columns of the per-class scores that are objects: all but the background."""
         return slice(0, None) if self.binary else slice(1, None)

@@ -82,6 +82,10 @@ class VanillaEvaluator(EvaluatorBase):
     # ----- prediction ------------------------------------------------------------------------
 
     @property
+    def activation(self) -> str:
+        return "softmax"
+
+    @property
     def top_k(self) -> int:
         return min(self.opt.top_k, self.data_info.num_outputs)
 
