@@ -40,7 +40,7 @@ from data.data_entry import (
     end_workers,
     first_batch,
 )
-from data.splits import DataSplits
+from data.splits import DataSplits, class_counts, class_labels, inverse_frequency
 from model.model_entry import MODELS, build_model
 from utils.loop import options
 from utils.loop.amp import autocast, pick_precision, time_steps
@@ -129,6 +129,7 @@ class TrainerBase:
         self.val_loader = self.build_loader(self.data.val, train=False)
         self.steps_per_epoch = len(self.train_loader)  # batches of a whole epoch, this rank
         self.cycles = Cycles(opt.accum_steps, self.steps_per_epoch)
+        self.class_weights = self.count_class_weights() if opt.class_weights == "auto" else None
         self.criterion = self.build_loss().to(self.device)
         model = self.build_model().to(self.device)
         picked = resume.state.get("precision") if resume else None
@@ -190,7 +191,23 @@ class TrainerBase:
 
     def build_loss(self) -> nn.Module:
         """The training criterion; cross-entropy (with ``--label_smoothing``) by default."""
-        return nn.CrossEntropyLoss(label_smoothing=self.opt.label_smoothing)
+        return nn.CrossEntropyLoss(
+            weight=self.class_weights, label_smoothing=self.opt.label_smoothing
+        )
+
+    def count_class_weights(self) -> Tensor:
+        """``--class_weights auto``: each class's inverse frequency over the training split
+        (its labels, or its masks' pixels: a binary mask counts background and object), on the
+        device, for :meth:`build_loss`."""
+        labels = class_labels(self.data.train, "--class_weights auto")
+        counts = class_counts(labels, max(self.data.num_outputs, 2))
+        weights = inverse_frequency(counts)
+        log.info(
+            "--class_weights auto: counts %s, weights %s",
+            counts.tolist(),
+            [round(w, 4) for w in weights.tolist()],
+        )
+        return weights.to(self.device)
 
     def compute_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.criterion(outputs, targets)

@@ -48,7 +48,10 @@ class SegTrainer(TrainerBase):
         return self.data.num_outputs == 1
 
     def build_loss(self) -> nn.Module:
-        return BCEDiceLoss() if self.binary else CEDiceLoss()
+        weights = self.class_weights  # --class_weights auto: background, then the classes
+        if self.binary:
+            return BCEDiceLoss(pos_weight=None if weights is None else weights[1] / weights[0])
+        return CEDiceLoss(weight=weights)
 
     def compute_loss(self, outputs: Tensor | list[Tensor], targets: Tensor) -> Tensor:
         heads = outputs if isinstance(outputs, list) else [outputs]

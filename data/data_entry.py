@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from data.memory import MemoryLoader, TensorSplit
 from data.sampler import ResumableSampler
-from data.splits import DataInfo, DataSplits
+from data.splits import DataInfo, DataSplits, balanced_sample_weights
 from utils.errors import UsageError
 from utils.loop.device import move_to
 from utils.loop.export import Pixels
@@ -112,8 +112,10 @@ def build_loader(
     numbers. For DDP, ``num_replicas`` and ``rank`` shard the order; ``pad`` (training) makes
     every rank's shard equally long by wrapping around (see :class:`ResumableSampler`). A
     dataset with ``epoch_keyed = True`` (its samples depend on the epoch) is indexed with
-    ``(epoch, index)`` pairs.
+    ``(epoch, index)`` pairs. With ``--sampler balanced`` a shuffled epoch draws every class
+    about equally often (with replacement).
     """
+    balanced = getattr(opt, "sampler", "random") == "balanced"  # older runs had none
     sampler = ResumableSampler(
         len(dataset),
         seed=opt.seed,
@@ -122,6 +124,7 @@ def build_loader(
         rank=rank,
         pad=pad,
         keyed=getattr(dataset, "epoch_keyed", False),
+        weights=balanced_sample_weights(dataset) if shuffle and balanced else None,
     )
     if isinstance(dataset, TensorSplit):
         return MemoryLoader(dataset, opt.batch_size, sampler, device)

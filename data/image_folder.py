@@ -440,6 +440,11 @@ class ImageFolderSplit(Dataset):
         self.seed = seed
         self.unreadable: set[Path] = set()  # warned of in this process
 
+    @property
+    def labels(self) -> Tensor:
+        """The class of every sample, without reading an image (``--class_weights``)."""
+        return torch.tensor([sample.label for sample in self.samples], dtype=torch.long)
+
     def __len__(self) -> int:
         return len(self.samples)
 

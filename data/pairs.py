@@ -322,6 +322,12 @@ class PairDataset(Dataset):
                 image, mask = self.augment(image, mask)
         return unit_float(image), mask.float()
 
+    @property
+    def targets(self) -> Tensor:
+        """Every mask at the training scale, before augmentation: ``[N, 1, H, W]`` uint8 class
+        indices (``--class_weights`` counts them). Reads each sample (from the cache)."""
+        return torch.stack([torch.from_numpy(self.arrays(i)[1])[None] for i in range(len(self))])
+
     def original_mask(self, index: int) -> Tensor:
         """The mask of sample ``index`` at the data's own resolution, ``[1, H, W]`` uint8 class
         indices, read from its file: the resolution at which masks are scored."""

@@ -22,6 +22,9 @@ class ResumableSampler(Sampler[int]):
     without it (validation, test) the shards are disjoint and together exactly the N samples.
     With ``num_replicas=1`` the order is the epoch order itself.
 
+    With ``weights`` (one per sample, ``--sampler balanced``) a shuffled epoch is N draws with
+    replacement, sample ``i`` drawn with probability proportional to ``weights[i]``.
+
     With ``keyed`` it yields ``(epoch, index)`` pairs for a dataset whose samples depend on the
     epoch (random augmentation seeded per sample and epoch, see ``data.augment``): DataLoader
     workers hold their own copy of the dataset, so the epoch must travel with each index.
@@ -36,6 +39,7 @@ class ResumableSampler(Sampler[int]):
         rank: int = 0,
         pad: bool = False,
         keyed: bool = False,
+        weights: Tensor | None = None,
     ) -> None:
         if num_replicas < 1:
             raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
@@ -48,6 +52,7 @@ class ResumableSampler(Sampler[int]):
         self.rank = rank
         self.pad = pad
         self.keyed = keyed
+        self.weights = weights
         self.epoch = 0
         self.start = 0
 
@@ -71,7 +76,10 @@ class ResumableSampler(Sampler[int]):
         """
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.num_samples, generator=generator)
+            if self.weights is None:
+                order = torch.randperm(self.num_samples, generator=generator)
+            else:  # N draws with replacement, each sample as likely as its weight says
+                order = torch.multinomial(self.weights, self.num_samples, True, generator=generator)
         else:
             order = torch.arange(self.num_samples)
         world = self.num_replicas

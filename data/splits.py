@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
-from torch.utils.data import Dataset
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
 
 from utils.errors import UsageError
 
@@ -88,6 +89,60 @@ class DataSplits:
             "class_names": list(self.class_names),
             "groups": self.groups,
         }
+
+
+def split_targets(split: Dataset) -> Tensor:
+    """Every target of ``split`` as one tensor, in sample order: ``[N]`` labels, ``[N, ...]``
+    masks of class indices, or whatever else the split's targets are. Read from the
+    ``targets`` or ``labels`` tensor a split keeps (or, for a ``Subset``, its dataset's
+    ``targets``), else sample by sample (each one loaded: slower)."""
+    for name in ("targets", "labels"):
+        held = getattr(split, name, None)
+        if isinstance(held, Tensor):
+            return held
+    if isinstance(split, Subset) and isinstance(getattr(split.dataset, "targets", None), Tensor):
+        return split.dataset.targets[torch.as_tensor(split.indices)]
+    keyed = getattr(split, "epoch_keyed", False)
+    targets = [split[(0, i) if keyed else i][1] for i in range(len(split))]
+    return torch.stack([torch.as_tensor(target) for target in targets])
+
+
+def class_counts(targets: Tensor, classes: int) -> Tensor:
+    """How many labels (or mask pixels) of each class ``targets`` hold; ``classes`` at least."""
+    return torch.bincount(targets.flatten(), minlength=classes)
+
+
+def inverse_frequency(counts: Tensor) -> Tensor:
+    """``--class_weights auto``: ``total / (K * count)`` for each of the K classes (1 for
+    every class of a balanced set, as scikit-learn's "balanced"); 0 for a class with no
+    samples, which then adds nothing to the loss."""
+    counts = counts.double()
+    weights = counts.sum() / (len(counts) * counts)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights)).float()
+
+
+def class_labels(split: Dataset, option: str) -> Tensor:
+    """The class labels of ``split`` (:func:`split_targets`) as int64, for ``option``: labels,
+    or mask pixels (float masks hold class indices too); targets that are not whole numbers
+    (regression) are a UsageError naming it."""
+    targets = split_targets(split)
+    if targets.is_complex() or (
+        targets.is_floating_point() and not targets.eq(targets.round()).all()
+    ):
+        raise UsageError(f"{option} counts class labels; this data's targets are not classes")
+    return targets.long()
+
+
+def balanced_sample_weights(split: Dataset) -> Tensor:
+    """``--sampler balanced``: one weight per sample, the inverse of its class's count, so an
+    epoch draws every class about equally often."""
+    labels = class_labels(split, "--sampler balanced")
+    if labels.dim() != 1:
+        raise UsageError(
+            "--sampler balanced draws samples by their class label; this data's targets are "
+            f"masks ({list(labels.shape[1:])} per sample): use --class_weights auto instead"
+        )
+    return 1.0 / torch.bincount(labels).double()[labels]
 
 
 def subsample_indices(n: int, rate: float, seed: int) -> list[int]:

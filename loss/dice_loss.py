@@ -36,20 +36,25 @@ class DiceLoss(nn.Module):
 
 
 class BCEDiceLoss(nn.Module):
-    """Weighted sum of pixel-wise BCE and soft Dice.
+    """Weighted sum of pixel-wise BCE (``pos_weight``: the object pixels' weight, as in
+    :class:`~torch.nn.BCEWithLogitsLoss`) and soft Dice.
 
     BCE gives every pixel a well-scaled gradient; Dice counters the foreground/background
     imbalance that BCE alone is blind to.
     """
 
     def __init__(
-        self, bce_weight: float = 1.0, dice_weight: float = 1.0, smooth: float = 1.0
+        self,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        smooth: float = 1.0,
+        pos_weight: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
         self.smooth = smooth
-        self.bce = nn.BCEWithLogitsLoss()
+        self.bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         bce = self.bce(logits, targets.to(logits.dtype))
@@ -73,19 +78,28 @@ def soft_dice_loss_over_classes(logits: Tensor, targets: Tensor, smooth: float =
 
 
 class CEDiceLoss(nn.Module):
-    """Cross-entropy plus soft Dice over classes, for masks of ``K > 1`` classes.
+    """Cross-entropy (``weight``: one per class) plus soft Dice over classes, each class
+    scored alone so a rare one counts as much as the background, for masks of ``K > 1``
+    classes.
 
     Takes the masks as the data gives them, ``(N, 1, H, W)`` float class indices.
     """
 
-    def __init__(self, ce_weight: float = 1.0, dice_weight: float = 1.0, smooth: float = 1.0):
+    def __init__(
+        self,
+        ce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        smooth: float = 1.0,
+        weight: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.ce_weight = ce_weight
         self.dice_weight = dice_weight
         self.smooth = smooth
+        self.register_buffer("weight", weight)  # of each class in the cross-entropy, or None
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         classes = targets[:, 0].long()
-        ce = F.cross_entropy(logits, classes)
+        ce = F.cross_entropy(logits, classes, weight=self.weight)
         dice = soft_dice_loss_over_classes(logits, classes, self.smooth)
         return self.ce_weight * ce + self.dice_weight * dice

@@ -124,6 +124,20 @@ def build_parser(description: str | None, models: Registry, datasets: Registry) 
         "--label_smoothing", type=zero_to_one, default=0.0, help="cross-entropy smoothing"
     )
     optim.add_argument(
+        "--class_weights",
+        choices=("none", "auto"),
+        default="none",
+        help="auto: weigh the cross-entropy of each class by its inverse frequency over the "
+        "training split (labels, or mask pixels)",
+    )
+    optim.add_argument(
+        "--sampler",
+        choices=("random", "balanced"),
+        default="random",
+        help="balanced: draw each epoch's training samples with every class about equally "
+        "likely (class labels only)",
+    )
+    optim.add_argument(
         "--ema",
         type=zero_to_one,
         default=0.0,

@@ -36,6 +36,7 @@ EPOCH_PLAN_OPTIONS = frozenset(
         "accum_steps",
         "seed",
         "split_seed",
+        "sampler",
         "data_type",
         "val_ratio",
         "test_ratio",
