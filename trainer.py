@@ -56,6 +56,7 @@ from utils.loop.device import channels_last, move_to, select_device
 from utils.loop.distributed import gradients_synced, init_distributed, leave_process_group
 from utils.loop.earlystopper import EarlyStopper, check_monitor
 from utils.loop.ema import WeightAverage
+from utils.loop.export import Pixels
 from utils.loop.guard import RunGuard, warn_skipped
 from utils.loop.logger import setup_logging
 from utils.loop.memory import PeakMemory
@@ -186,8 +187,15 @@ class TrainerBase:
         return build_datasets(self.opt)
 
     def build_model(self) -> nn.Module:
-        """The bare model, by default from ``model_entry`` and ``--model_type``."""
-        return build_model(self.opt, self.data.input_shape, self.data.num_outputs)
+        """The bare model, by default from ``model_entry`` and ``--model_type``, told how the
+        data preprocesses its images (a pretrained model adapts to it)."""
+        data, pixels = self.data, DATASETS.lookup(self.opt.data_type).pixels
+        if pixels is None:  # no images to describe: inputs taken as they come, as [0, 1]
+            channels = data.input_shape[0]
+            described = Pixels(tuple(data.input_shape[1:]), (0.0,) * channels, (1.0,) * channels)
+        else:
+            described = pixels(self.opt, data.info)
+        return build_model(self.opt, data.input_shape, data.num_outputs, pixels=described)
 
     def build_loss(self) -> nn.Module:
         """The training criterion; cross-entropy (with ``--label_smoothing``) by default."""

@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from toy_task import TOY_ARGS, ToyTrainer, build_toy_parser
 
 from data.synthetic_carvana import write_synthetic_carvana
-from model.model_entry import MODELS, build_model
+from model.model_entry import build_model, family_examples
 from trainer import TrainerBase, build_parser
 from trainer_seg_on_carvana import SegTrainer, build_seg_parser
 
@@ -72,7 +72,7 @@ def segmenter(model_type: str, out: Path, cars: Path) -> TrainerBase:
 TASKS = {"Vanilla": classifier, "SmallCNN": classifier, "UNet": segmenter, "UNetpp": segmenter}
 
 
-@pytest.mark.parametrize("model_type", list(MODELS))
+@pytest.mark.parametrize("model_type", family_examples())
 def test_a_registered_models_forward_and_backward_read_no_device_scalar(model_type):
     """Every model found in ``model/``, a new one included, in training mode."""
     opt = build_parser().parse_args(["--model_type", model_type])

@@ -7,13 +7,16 @@ float operations).
 
 from argparse import Namespace
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from utils.errors import UsageError
+from utils.records.checkpoint import unwrap_model
 from utils.registry import lookup
 
-OptimizerFactory = Callable[[list[nn.Parameter], Namespace, bool], torch.optim.Optimizer]
+OptimizerFactory = Callable[[list[Any], Namespace, bool], torch.optim.Optimizer]
 
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "sgd": lambda params, opt, fused: torch.optim.SGD(
@@ -34,10 +37,39 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
 
 def build_optimizer(model: nn.Module, opt: Namespace) -> torch.optim.Optimizer:
     """Build the optimizer named by ``opt.optimizer`` over the model's trainable parameters,
-    fused where they all live on a GPU."""
+    fused where they all live on a GPU; in two groups, backbone and head, where
+    ``--freeze_backbone`` or ``--backbone_lr_mult`` asks (see :func:`param_groups`)."""
     factory = lookup(OPTIMIZERS, opt.optimizer, "optimizer")
     params = [p for p in model.parameters() if p.requires_grad]
-    return factory(params, opt, bool(params) and all(p.is_cuda for p in params))
+    fused = bool(params) and all(p.is_cuda for p in params)
+    return factory(param_groups(model, opt, params), opt, fused)
+
+
+def param_groups(model: nn.Module, opt: Namespace, params: list[nn.Parameter]) -> list[Any]:
+    """``params`` as they are, or, for fine-tuning, a ``backbone`` group at ``--lr`` times
+    ``--backbone_lr_mult`` (the scheduler holds it at 0 for ``--freeze_backbone`` epochs) and
+    a ``head`` group: the parameters the model names in its ``head_names``."""
+    freeze, mult = getattr(opt, "freeze_backbone", 0), getattr(opt, "backbone_lr_mult", 1.0)
+    if not freeze and mult == 1.0:
+        return params
+    bare = unwrap_model(model)
+    head = getattr(bare, "head_names", None)
+    if head is None:
+        raise UsageError(
+            f"--freeze_backbone / --backbone_lr_mult: --model_type {opt.model_type} does not name "
+            "its head (head_names), so its backbone is unknown; expected a model with a "
+            "pretrained backbone, such as torchvision's (--model_type resnet18)"
+        )
+    trainable = {id(p) for p in params}
+    named = [(name, p) for name, p in bare.named_parameters() if id(p) in trainable]
+    return [
+        {
+            "params": [p for name, p in named if name not in head],
+            "lr": opt.lr * mult,
+            "name": "backbone",
+        },
+        {"params": [p for name, p in named if name in head], "name": "head"},
+    ]
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:

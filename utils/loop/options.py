@@ -138,6 +138,21 @@ def build_parser(description: str | None, models: Registry, datasets: Registry) 
         "likely (class labels only)",
     )
     optim.add_argument(
+        "--freeze_backbone",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="fine-tuning: train only the model's head for the first N epochs (the backbone's "
+        "lr held at 0); for models that name their head, such as torchvision's",
+    )
+    optim.add_argument(
+        "--backbone_lr_mult",
+        type=positive_float,
+        default=1.0,
+        metavar="F",
+        help="fine-tuning: the backbone's lr is --lr times F (0.1: ten times smaller)",
+    )
+    optim.add_argument(
         "--ema",
         type=zero_to_one,
         default=0.0,

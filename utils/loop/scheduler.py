@@ -103,5 +103,16 @@ class Scheduler(LambdaLR):
 
 
 def build_scheduler(optimizer: Optimizer, opt: Namespace, steps_per_epoch: int) -> Scheduler:
-    """The schedule of ``opt`` over ``optimizer``'s groups, at step 0."""
-    return Scheduler(optimizer, build_schedule(opt, steps_per_epoch))
+    """The schedule of ``opt`` over ``optimizer``'s groups, at step 0; with
+    ``--freeze_backbone N`` the backbone's group holds lr 0 for the first N epochs. A function
+    of the step alone, so a resumed run has the lr a run never stopped has."""
+    schedule = build_schedule(opt, steps_per_epoch)
+    frozen = getattr(opt, "freeze_backbone", 0) * steps_per_epoch  # optimizer steps
+
+    def thawed(step: int) -> float:
+        return 0.0 if step < frozen else schedule(step)
+
+    lambdas = [
+        thawed if group.get("name") == "backbone" else schedule for group in optimizer.param_groups
+    ]
+    return Scheduler(optimizer, lambdas)
