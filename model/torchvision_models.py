@@ -60,21 +60,13 @@ def add_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
-class TorchvisionClassifier(nn.Module):
-    """A torchvision classifier ``net`` fed as its weights expect.
+class WeightsInput(nn.Module):
+    """The input pretrained weights expect, from the input the data gives: its normalisation
+    mapped to the weights' (``scale`` and ``shift``, buffers, one per channel, so checkpoints
+    keep them), then, where ``size`` is set, resized to the weights' size."""
 
-    ``scale`` and ``shift`` (buffers, one per channel) take inputs normalised as the data does
-    it to the weights' normalisation, and ``size`` (height, width) is the weights' input size;
-    a model from scratch takes its inputs as they come. ``head_names`` are the parameter names
-    of the classifier made for the data's classes.
-    """
-
-    def __init__(
-        self, net: nn.Module, head: set[str], channels: int, size: tuple[int, int] | None
-    ) -> None:
+    def __init__(self, channels: int, size: tuple[int, int] | None) -> None:
         super().__init__()
-        self.net = net
-        self.head_names = frozenset(f"net.{name}" for name in head)
         self.size = size
         self.register_buffer("scale", torch.ones(1, channels, 1, 1))
         self.register_buffer("shift", torch.zeros(1, channels, 1, 1))
@@ -87,11 +79,53 @@ class TorchvisionClassifier(nn.Module):
         self.shift.copy_(((data_mean - mean) / std).view_as(self.shift))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.size is not None:
-            x = torch.addcmul(self.shift, x, self.scale)
-            if tuple(x.shape[-2:]) != self.size:
-                x = F.interpolate(x, self.size, mode="bilinear", antialias=True)
-        return self.net(x)
+        x = torch.addcmul(self.shift, x, self.scale)
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, self.size, mode="bilinear", antialias=True)
+        return x
+
+
+def weights_input(name: str, channels: int, pixels: Pixels | None, size: bool) -> WeightsInput:
+    """The :class:`WeightsInput` of ``name``'s default weights (their size if ``size``); fed
+    from ``pixels``, the data's preprocessing, when given (else a checkpoint fills it). A grey
+    image's one channel takes the mean of the RGB means and stds."""
+    expects = get_model_weights(name).DEFAULT.transforms()
+    mean, std = expects.mean, expects.std
+    if channels == 1:  # one grey value stands for all three channels
+        mean, std = [sum(mean) / 3], [sum(std) / 3]
+    crop = (expects.crop_size[0], expects.crop_size[0])
+    mapped = WeightsInput(channels, crop if size else None)
+    if pixels is not None:
+        mapped.feed_as(pixels, Pixels(crop, tuple(mean), tuple(std)))
+    return mapped
+
+
+def pretrained_state(name: str, opt: Namespace) -> tuple[dict[str, Tensor], str]:
+    """The weights ``--weights`` names, or torchvision's default ones for ``name`` (from the
+    cache, or downloaded into it), without GoogLeNet's and Inception's auxiliary classifiers;
+    and where they came from."""
+    if opt.weights:
+        path, option = Path(opt.weights), "--weights"
+    else:
+        path, option = weights_file(name, get_model_weights(name).DEFAULT.url), "--pretrained"
+    state = read_weights(path, option)
+    state = {k: v for k, v in state.items() if not k.startswith(AUXILIARIES.get(name, ()))}
+    return state, f"{option} {path}"
+
+
+class TorchvisionClassifier(nn.Module):
+    """A torchvision classifier ``net``, fed as its weights expect when pretrained
+    (``input``: a :class:`WeightsInput`; from scratch inputs go in as they come).
+    ``head_names`` are the parameter names of the classifier made for the data's classes."""
+
+    def __init__(self, net: nn.Module, head: set[str], weights: WeightsInput | None) -> None:
+        super().__init__()
+        self.input = weights if weights is not None else nn.Identity()
+        self.net = net
+        self.head_names = frozenset(f"net.{name}" for name in head)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.input(x))
 
 
 def construct(name: str, num_outputs: int, pretrained: bool) -> nn.Module:
@@ -177,7 +211,7 @@ def read_weights(path: Path, option: str) -> dict[str, Tensor]:
     return state
 
 
-def load_pretrained(net: nn.Module, state: dict[str, Tensor], head: set[str], source: str) -> None:
+def load_pretrained(net: nn.Module, state: dict[str, Tensor], source: str, head: set[str]) -> None:
     """Load ``state`` (weights for 3 channels and ImageNet's classes) into ``net``: a one-channel
     stem takes the sum of the RGB kernels; the classifier stays as built when its shape
     differs. Anything else that does not fit is one line."""
@@ -205,23 +239,10 @@ def build_torchvision(
     with_channels(net, channels)
     head = head_of(name, net, channels, num_outputs, pretrained)
     if not pretrained:
-        return TorchvisionClassifier(net, head, channels, None)
-    weights = get_model_weights(name).DEFAULT
-    expects = weights.transforms()
-    if channels == 1:  # one grey value stands for all three channels
-        mean, std = [sum(expects.mean) / 3], [sum(expects.std) / 3]
-    else:
-        mean, std = expects.mean, expects.std
-    size = (expects.crop_size[0], expects.crop_size[0])
-    model = TorchvisionClassifier(net, head, channels, size)
+        return TorchvisionClassifier(net, head, None)
     if pixels is not None:  # training: start from the weights
-        path = Path(opt.weights) if opt.weights else weights_file(name, weights.url)
-        option = "--weights" if opt.weights else "--pretrained"
-        state = read_weights(path, option)
-        state = {k: v for k, v in state.items() if not k.startswith(AUXILIARIES.get(name, ()))}
-        load_pretrained(net, state, head, f"{option} {path}")
-        model.feed_as(pixels, Pixels(size, tuple(mean), tuple(std)))
-    return model
+        load_pretrained(net, *pretrained_state(name, opt), head=head)
+    return TorchvisionClassifier(net, head, weights_input(name, channels, pixels, size=True))
 
 
 def register_all() -> None:

@@ -18,6 +18,7 @@ from toy_task import BATCHES_PER_EPOCH, ToyTrainer
 import model.torchvision_models as tv
 from data.image_folder import write_example
 from eval_vanilla import VanillaEvaluator, build_vanilla_eval_parser
+from model.encoder_unet import build_encoder_unet
 from model.model_entry import MODELS
 from trainer_vanilla import VanillaTrainer, build_vanilla_parser
 from utils.errors import UsageError
@@ -101,7 +102,7 @@ def test_pretrained_weights_load_from_the_cache_with_the_stem_summed_for_grey(
             assert torch.equal(own[key], value.sum(dim=1, keepdim=True))
         else:
             assert torch.equal(own[key], value), key
-    assert model.size == (224, 224)
+    assert model.input.size == (224, 224)
 
 
 def test_weights_from_a_local_file_and_the_data_fed_as_they_expect(tmp_path, monkeypatch):
@@ -215,7 +216,8 @@ def test_a_checkpoint_carries_the_weights_preprocessing_to_the_evaluator(tmp_pat
     argv += ["--gpu_devices", "cpu", "--num_workers", "0"]
     trainer = VanillaTrainer(build_vanilla_parser().parse_args(argv))
     trainer.train()
-    assert trainer.net.size == (224, 224) and not torch.equal(trainer.net.scale, torch.ones(1))
+    assert trainer.net.input.size == (224, 224)
+    assert not torch.equal(trainer.net.input.scale, torch.ones(1))
     (tmp_path / "torch").rename(tmp_path / "gone")
     checkpoint = trainer.checkpoint_path("last")
     evaluator = VanillaEvaluator(
@@ -226,3 +228,25 @@ def test_a_checkpoint_carries_the_weights_preprocessing_to_the_evaluator(tmp_pat
     inputs = torch.randn(2, *trainer.data.input_shape)
     with torch.no_grad():
         torch.testing.assert_close(evaluator.model(inputs), trainer.net.eval()(inputs))
+
+
+@pytest.mark.parametrize(("encoder", "channels"), [("resnet34", 1), ("vgg11", 3)])
+def test_an_encoder_unet_starts_from_the_planted_weights(tmp_path, monkeypatch, encoder, channels):
+    state = planted(tmp_path, monkeypatch, encoder)
+    given = opt(pretrained=True, encoder=encoder, base_width=8, norm="batch")
+    data = DATA if channels == 3 else Pixels((32, 32), (0.5,), (0.2,))
+    model = build_encoder_unet(given, (channels, 48, 40), 3, pixels=data).eval()
+    encoder_weights = {
+        name: value for name, value in model.state_dict().items() if name.startswith("encoder.")
+    }
+    originals = [
+        value for key, value in state.items() if not key.startswith(("fc.", "classifier."))
+    ]
+    used = list(encoder_weights.values())
+    assert len(used) == len(originals)
+    for mine, theirs in zip(used, originals, strict=True):  # the same order: the same layers
+        expected = theirs.sum(dim=1, keepdim=True) if mine.shape != theirs.shape else theirs
+        assert torch.equal(mine, expected)
+    assert not torch.equal(model.input.scale, torch.ones_like(model.input.scale))
+    with torch.no_grad():
+        assert tuple(model(torch.randn(2, channels, 48, 40)).shape) == (2, 3, 48, 40)
