@@ -395,10 +395,12 @@ class EvaluatorBase:
         metrics = self.evaluate()
         self.report(metrics)
         record = {"checkpoint": str(self.checkpoint_path), "metrics": metrics}
-        if self.opt.tta != "none":  # beside the plain figures, not instead of them
+        if self.opt.tta != "none":  # beside the plain figures and files, not instead of them
             log.info("with --tta %s:", self.opt.tta)
+            self.variant = f"tta_{self.opt.tta}"
             augmented = self.evaluate(self.opt.tta)
             self.report(augmented)
+            self.variant = ""
             record[f"metrics_tta_{self.opt.tta}"] = augmented
         path = self.output_path("test_metrics.json")
         atomic_write(path, lambda f: f.write(json.dumps(record, indent=2).encode() + b"\n"))
@@ -425,6 +427,10 @@ class EvaluatorBase:
                 "the others were predicted"
             )
 
+    variant = ""  # "tta_flip" while the --tta pass writes its files
+
     def output_path(self, name: str) -> Path:
-        """``<save_path>/<checkpoint stem>_<name>``, so evaluations of best and last coexist."""
-        return self.save_path / f"{self.checkpoint_path.stem}_{name}"
+        """``<save_path>/<checkpoint stem>_<name>``, so evaluations of best and last coexist;
+        the files of a ``--tta`` pass are named ``<stem>_tta_flip_<name>`` beside them."""
+        variant = f"_{self.variant}" if self.variant else ""
+        return self.save_path / f"{self.checkpoint_path.stem}{variant}_{name}"

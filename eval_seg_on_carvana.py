@@ -118,7 +118,7 @@ class SegEvaluator(EvaluatorBase):
         self.scores[f"dice{suffix}"].append(dice.cpu())
         self.scores[f"iou{suffix}"].append(iou.cpu())
 
-    @functools.cached_property
+    @property
     def pictures(self) -> Path:
         """``<save_path>/<checkpoint stem>_pictures/``: a folder of their own, so that the
         run dir keeps its checkpoints and records at a glance."""

@@ -63,8 +63,12 @@ def test_a_certain_pixel_stays_finite_through_upsampling():
 
 def test_the_evaluator_reports_both_and_its_forward_is_the_flipped_mean(run, tmp_path):  # noqa: F811
     plain = evaluator(run, tmp_path / "plain").run()
-    ev = evaluator(run, tmp_path / "tta", "--tta", "flip")
+    ev = evaluator(run, tmp_path / "tta", "--tta", "flip", "--viz", "True")
     assert ev.run() == plain  # the plain figures stay what they are
+    pictures = tmp_path / "tta" / f"{run.stem}_pictures"
+    augmented_pictures = tmp_path / "tta" / f"{run.stem}_tta_flip_pictures"
+    names = sorted(p.name for p in pictures.iterdir())
+    assert names and names == sorted(p.name for p in augmented_pictures.iterdir())
     record = json.loads((tmp_path / "tta" / f"{run.stem}_test_metrics.json").read_text())
     assert record["metrics"] == json.loads(json.dumps(plain))
     assert set(record["metrics_tta_flip"]) == set(plain)
