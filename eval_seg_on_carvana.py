@@ -61,6 +61,18 @@ class WithOriginalMasks(Dataset):
         image, mask = self.split[index]
         return image, (mask, self.split.original_mask(index))
 
+    @staticmethod
+    def collate_fn(
+        samples: list[tuple[Tensor, tuple[Tensor, Tensor]]],
+    ) -> tuple[Tensor, tuple[Tensor, Tensor | list[Tensor]]]:
+        """A batch; its original masks stacked where they have one size, else a list (images
+        of several sizes, made one by ``--img_size``)."""
+        images = torch.stack([image for image, _ in samples])
+        masks = torch.stack([mask for _, (mask, _) in samples])
+        originals = [original for _, (_, original) in samples]
+        one_size = all(o.shape == originals[0].shape for o in originals)
+        return images, (masks, torch.stack(originals) if one_size else originals)
+
 
 class SegEvaluator(EvaluatorBase):
     """Per-image Dice and IoU (binary masks at ``--threshold``; masks of classes per class, of
@@ -95,11 +107,19 @@ class SegEvaluator(EvaluatorBase):
         self.resolutions: set[str] = set()
         self.seen = 0
 
-    def update(self, inputs: Tensor, outputs: Tensor, targets: tuple[Tensor, Tensor]) -> None:
+    def update(
+        self, inputs: Tensor, outputs: Tensor, targets: tuple[Tensor, Tensor | list[Tensor]]
+    ) -> None:
         masks, originals = targets
-        self.add_scores("", upsample(outputs, originals.shape[-2:]), originals)
+        if isinstance(originals, Tensor):
+            self.add_scores("", upsample(outputs, originals.shape[-2:]), originals)
+        else:  # images of several sizes: each scored at its own
+            for k, original in enumerate(originals):
+                self.add_scores(
+                    "", upsample(outputs[k : k + 1], original.shape[-2:]), original[None]
+                )
         self.add_scores("_at_train_scale", outputs, masks)
-        self.resolutions.add(f"{originals.shape[-1]}x{originals.shape[-2]}")
+        self.resolutions.update(f"{o.shape[-1]}x{o.shape[-2]}" for o in originals)
         if self.opt.viz:
             preds = predicted_classes(outputs, self.opt.threshold)
             dice = self.scores["dice_at_train_scale"][-1][:, self.objects].mean(1).tolist()
@@ -148,6 +168,7 @@ class SegEvaluator(EvaluatorBase):
             "threshold": self.opt.threshold,
             "resolution": ", ".join(sorted(self.resolutions)),
             "img_scale": self.cfg.img_scale,
+            "img_size": getattr(self.cfg, "img_size", None),  # runs before it had none
             "per_class_dice": dict(zip(names, scores["dice"].mean(0).tolist(), strict=True)),
             "per_class_iou": dict(zip(names, scores["iou"].mean(0).tolist(), strict=True)),
             "per_image_dice": dict(
@@ -168,11 +189,16 @@ class SegEvaluator(EvaluatorBase):
             metrics["images"],
             metrics["threshold"],
         )
+        trained_at = (
+            f"img_size {metrics['img_size']}"
+            if metrics["img_size"]
+            else f"img_scale {metrics['img_scale']:g}"
+        )
         log.info(
-            "test dice %.4f  iou %.4f at the training scale (img_scale %g)",
+            "test dice %.4f  iou %.4f at the training scale (%s)",
             metrics["dice_at_train_scale"],
             metrics["iou_at_train_scale"],
-            metrics["img_scale"],
+            trained_at,
         )
         if not self.binary:
             log.info("per class (dice, iou at full resolution); the mean is of the objects:")

@@ -138,6 +138,7 @@ def build_loader(
         worker_init_fn=seed_worker if workers > 0 else None,
         generator=torch.Generator().manual_seed(opt.seed),
         persistent_workers=workers > 0,
+        collate_fn=getattr(dataset, "collate_fn", None),  # a dataset's own batching, if any
     )
 
 

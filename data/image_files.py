@@ -152,3 +152,27 @@ def collate_by_shape(items: list[LoadedImage]) -> tuple[list[str], list[ImageBat
         inputs = torch.stack([item.input for item in run])
         batches.append(ImageBatch(inputs, [item.path for item in run], [item.size for item in run]))
     return errors, batches
+
+
+def image_size(text: str) -> str:
+    """The argparse type of ``--img_size``: ``N`` (``NxN``) or ``HxW``, returned as ``HxW``."""
+    try:
+        sizes = [int(part) for part in text.lower().split("x")]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, in pixels >= 1, got {text!r}")
+    height, width = sizes * (3 - len(sizes))
+    return f"{height}x{width}"
+
+
+def add_size_option(group: argparse._ArgumentGroup) -> None:
+    """``--img_size``, shared by the datasets that read image folders."""
+    group.add_argument(
+        "--img_size",
+        type=image_size,
+        default=None,
+        help="N (NxN) or HxW: every image is resized (bilinear; a mask nearest) to it; "
+        "default: classes, the size of the first training image; masks, --img_scale. Masks "
+        "are scored and predicted at each image's own size",
+    )

@@ -51,6 +51,7 @@ from data.image_files import (
     IMAGE_SUFFIXES,
     UNREADABLE,
     add_cache_options,
+    add_size_option,
     cache_folder,
     open_image,
     unreadable,
@@ -82,27 +83,8 @@ LAYOUT = (
 )
 
 
-def image_size(text: str) -> str:
-    """The argparse type of ``--img_size``: ``N`` (``NxN``) or ``HxW``, returned as ``HxW``."""
-    try:
-        sizes = [int(part) for part in text.lower().split("x")]
-    except ValueError:
-        sizes = []
-    if len(sizes) not in (1, 2) or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, in pixels >= 1, got {text!r}")
-    height, width = sizes * (3 - len(sizes))
-    return f"{height}x{width}"
-
-
 def add_options(group: argparse._ArgumentGroup) -> None:
-    """The input shape every image is made: ``--img_size`` and ``--channels``."""
-    group.add_argument(
-        "--img_size",
-        type=image_size,
-        default=None,
-        help="N (NxN) or HxW: every image is resized (bilinear) to it; default: the size of "
-        "the first training image",
-    )
+    """The input channels every image is made (its size: ``--img_size``, shared)."""
     group.add_argument(
         "--channels",
         type=int,
@@ -553,7 +535,13 @@ def write_example(folder: Path) -> dict[str, Any]:
 
 @register_dataset(
     "ImageFolder",
-    options=(add_options, add_cache_options, add_augment_options, memory.add_options),
+    options=(
+        add_size_option,
+        add_options,
+        add_cache_options,
+        add_augment_options,
+        memory.add_options,
+    ),
     load_input=load_input,
     example=write_example,
     pixels=lambda opt, info: Pixels(info.input_shape[1:], info.mean, info.std),

@@ -42,10 +42,29 @@ BINARY = 1  # num_classes of a binary mask: one output channel, foreground or no
 
 
 def add_options(group: argparse._ArgumentGroup) -> None:
-    """The image scale of the segmentation datasets."""
+    """The scale of the segmentation datasets (one size for all: ``--img_size``, shared)."""
     group.add_argument(
         "--img_scale", type=fraction, default=1.0, help="resize images by this factor"
     )
+
+
+# How pairs are resized: --img_scale's factor, or --img_size's (height, width).
+Scale = float | tuple[int, int]
+
+
+def sizing(opt: Namespace) -> Scale:
+    """``--img_size`` as ``(height, width)`` where given (older runs have none), else
+    ``--img_scale``."""
+    size = getattr(opt, "img_size", None)
+    if size is None:
+        return opt.img_scale
+    height, width = (int(part) for part in size.split("x"))
+    return height, width
+
+
+def sizing_name(scale: Scale) -> str:
+    """The cache folder of pairs resized by ``scale``, and how the log names it."""
+    return f"size_{scale[0]}x{scale[1]}" if isinstance(scale, tuple) else f"scale_{scale:g}"
 
 
 @dataclass(frozen=True)
@@ -104,16 +123,19 @@ def fold_by_group(
     return train, val, [p for p in pairs if p.group in test]
 
 
-def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+def scaled_size(size: tuple[int, int], scale: Scale) -> tuple[int, int]:
+    """PIL's ``(width, height)`` of an image of ``size`` resized by ``scale``."""
+    if isinstance(scale, tuple):
+        return scale[1], scale[0]
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def scale_image(image: Image.Image, scale: float) -> np.ndarray:
+def scale_image(image: Image.Image, scale: Scale) -> np.ndarray:
     """``image`` in RGB, resized (bilinear) by ``scale``: the ``HxWx3`` uint8 array cached."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    if scale != 1.0:
-        image = image.resize(scaled_size(image.size, scale), Image.Resampling.BILINEAR)
+    if (size := scaled_size(image.size, scale)) != image.size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
     return np.array(image)  # a writable copy, as torch.from_numpy wants
 
 
@@ -129,7 +151,7 @@ def image_tensor(image: np.ndarray) -> Tensor:
 
 def load_input(path: Path, opt: Namespace, info: DataInfo) -> Tensor:
     """One image file as the model's input, exactly as :class:`PairDataset` gives it."""
-    return image_tensor(scale_image(open_image(path), opt.img_scale))
+    return image_tensor(scale_image(open_image(path), sizing(opt)))
 
 
 def pixels(opt: Namespace, info: DataInfo) -> Pixels:
@@ -178,7 +200,7 @@ def present_values(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.bincount(values.ravel(), minlength=256)).astype(np.uint8)
 
 
-def decode_pair(pair: Pair, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_pair(pair: Pair, scale: Scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode and resize one pair: ``(HxWx3 uint8 image, HxW uint8 mask values, the values
     present at full resolution)``.
 
@@ -188,13 +210,12 @@ def decode_pair(pair: Pair, scale: float) -> tuple[np.ndarray, np.ndarray, np.nd
     image, mask = open_image(pair.image), open_image(pair.mask)
     values = mask_values(mask)
     present = present_values(values)
-    if scale != 1.0:
-        size = scaled_size(image.size, scale)
+    if (size := scaled_size(image.size, scale)) != image.size:
         values = np.array(Image.fromarray(values).resize(size, Image.Resampling.NEAREST))
     return scale_image(image, scale), values, present
 
 
-def check_sizes(pairs: list[Pair], scale: float) -> None:
+def check_sizes(pairs: list[Pair], scale: Scale) -> None:
     """Refuse, in one line naming the file, a mask whose size is not its image's, or an image
     that does not come to the first one's size at ``scale``: a batch stacks them. Read from the
     files' headers alone."""
@@ -215,7 +236,7 @@ def check_sizes(pairs: list[Pair], scale: float) -> None:
             raise UsageError(
                 f"image {pair.image} is {size[0]}x{size[1]} at --img_scale {scale:g}, but "
                 f"{pairs[0].image} is {first[0]}x{first[1]}; expected images of one size "
-                "(a batch stacks them)"
+                "(a batch stacks them), or --img_size HxW to resize each to one"
             )
 
 
@@ -224,7 +245,7 @@ def _signature(pair: Pair) -> np.ndarray:
     return np.array([v for s in stats for v in (s.st_size, s.st_mtime_ns)], dtype=np.int64)
 
 
-def cache_pair(pair: Pair, scale: float, cache_dir: Path) -> Path:
+def cache_pair(pair: Pair, scale: Scale, cache_dir: Path) -> Path:
     """The cached arrays of ``pair`` at ``scale``, decoded now if absent or stale: the image,
     the mask values and the set of values (``present``) the mask holds at full resolution."""
     path = cache_dir / f"{pair.id}.npz"
@@ -243,7 +264,7 @@ def cache_pair(pair: Pair, scale: float, cache_dir: Path) -> Path:
     return path
 
 
-def cache_pairs(pairs: list[Pair], scale: float, cache_dir: Path) -> list[Path]:
+def cache_pairs(pairs: list[Pair], scale: Scale, cache_dir: Path) -> list[Path]:
     """The cached arrays of every pair, decoded now where absent or stale, on two threads
     (PIL decodes without the GIL)."""
     try:
@@ -277,7 +298,7 @@ class PairDataset(Dataset):
     def __init__(
         self,
         pairs: list[Pair],
-        scale: float,
+        scale: Scale,
         cache_dir: Path | None,
         augment: PairAugment | None = None,
         seed: int = 0,
@@ -355,7 +376,8 @@ def build_pair_splits(
     """Splits by group (``val_ratio``, ``test_ratio``; or k folds of groups with ``folds`` and
     ``fold``), resized by ``img_scale``, cached under ``root``; the training split augmented by
     ``augment``; training and validation held as tensors with ``in_memory``."""
-    check_sizes(pairs, opt.img_scale)
+    scale = sizing(opt)
+    check_sizes(pairs, scale)
     folds = getattr(opt, "folds", 0)  # runs from before k-fold existed had none
     if folds:
         train, val, test = fold_by_group(pairs, folds, opt.fold, opt.val_ratio, opt.split_seed)
@@ -365,10 +387,10 @@ def build_pair_splits(
     train = [train[i] for i in subsample_indices(len(train), train_val_keep, opt.split_seed)]
     val = [val[i] for i in subsample_indices(len(val), train_val_keep, opt.split_seed)]
     test = [test[i] for i in subsample_indices(len(test), opt.test_sample_rate, opt.split_seed)]
-    cache = cache_folder(opt, root, f"scale_{opt.img_scale:g}")
+    cache = cache_folder(opt, root, sizing_name(scale))
     augment = augment_from_options(opt)
-    train_set = PairDataset(train, opt.img_scale, cache, augment, opt.seed, num_classes)
-    val_set = PairDataset(val, opt.img_scale, cache, num_classes=num_classes)
+    train_set = PairDataset(train, scale, cache, augment, opt.seed, num_classes)
+    val_set = PairDataset(val, scale, cache, num_classes=num_classes)
     height, width, channels = train_set.arrays(0)[0].shape
     if getattr(opt, "in_memory", True):  # the test split stays per sample: the evaluator
         train_set = in_memory_split(train_set, augment)  # adds each pair's original mask
@@ -376,7 +398,7 @@ def build_pair_splits(
     return DataSplits(
         train=train_set,
         val=val_set,
-        test=PairDataset(test, opt.img_scale, cache, num_classes=num_classes),
+        test=PairDataset(test, scale, cache, num_classes=num_classes),
         input_shape=(channels, height, width),
         num_outputs=num_classes,
         class_names=class_names,

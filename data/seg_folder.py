@@ -23,8 +23,18 @@ from PIL import Image
 from data import memory, pairs
 from data.augment import add_augment_options
 from data.data_entry import register_dataset
-from data.image_files import add_cache_options, cache_folder, is_image_file
-from data.pairs import BINARY, Pair, build_pair_splits, cache_pairs, is_binary, values_present
+from data.image_files import add_cache_options, add_size_option, cache_folder, is_image_file
+from data.pairs import (
+    BINARY,
+    Pair,
+    Scale,
+    build_pair_splits,
+    cache_pairs,
+    is_binary,
+    sizing,
+    sizing_name,
+    values_present,
+)
 from data.splits import DataSplits
 from utils.cli import non_negative_int
 from utils.errors import UsageError
@@ -140,7 +150,7 @@ def find_pairs(root: Path, mask_suffix: str = "", group_pattern: str | None = No
     return pairs
 
 
-def classes_in_masks(pairs: list[Pair], scale: float, cache: Path | None) -> int:
+def classes_in_masks(pairs: list[Pair], scale: Scale, cache: Path | None) -> int:
     """The number of classes the masks hold: :data:`BINARY` for ``{0, 1}`` or ``{0, 255}``,
     else one more than the largest value. Reading them fills the decode cache too."""
     files = cache_pairs(pairs, scale, cache) if cache is not None else [None] * len(pairs)
@@ -196,6 +206,7 @@ def write_example(folder: Path) -> dict[str, Any]:
     "SegFolder",
     options=(
         pairs.add_options,
+        add_size_option,
         add_options,
         add_cache_options,
         add_augment_options,
@@ -214,8 +225,8 @@ def build_seg_folder(opt: Namespace) -> DataSplits:
     if opt.num_classes:
         num_classes = BINARY if opt.num_classes == 2 else opt.num_classes
     else:
-        scale = opt.img_scale
-        cache = cache_folder(opt, root, f"scale_{scale:g}")
+        scale = sizing(opt)
+        cache = cache_folder(opt, root, sizing_name(scale))
         num_classes = classes_in_masks(pairs, scale, cache)
         kind = (
             "binary" if num_classes == BINARY else f"{num_classes} classes (0..{num_classes - 1})"

@@ -19,7 +19,8 @@ import eval_vanilla
 import trainer_vanilla
 from data import image_folder
 from data.data_entry import build_datasets, build_loader, input_loader
-from data.image_folder import build_image_folder, image_size, load_input, pixel_stats
+from data.image_files import image_size
+from data.image_folder import build_image_folder, load_input, pixel_stats
 from data.memory import TensorSplit
 from data.splits import DataInfo, stratified_kfold, stratified_split, stratified_subsample
 from trainer_vanilla import build_vanilla_parser

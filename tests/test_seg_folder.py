@@ -16,7 +16,8 @@ from data.memory import TensorSplit
 from data.pairs import BINARY, PairDataset
 from data.seg_folder import build_seg_folder, find_pairs
 from data.synthetic_carvana import VIEWS, write_seg_folder, write_synthetic_carvana
-from trainer_seg_on_carvana import build_seg_parser
+from eval_seg_on_carvana import SegEvaluator, build_seg_eval_parser
+from trainer_seg_on_carvana import SegTrainer, build_seg_parser
 from utils.errors import UsageError
 
 CARS = 4
@@ -282,3 +283,48 @@ def test_three_classes_train_evaluate_and_predict_from_the_checkpoint_alone(halv
     assert set(np.unique(np.array(mask)).tolist()) <= {0, 1, 2}
     assert len(list(preds.glob("*_pred.png"))) == CARS * VIEWS
     assert len(list(preds.glob("*_overlay.png"))) == CARS
+
+
+def test_a_folder_of_mixed_sizes_trains_at_img_size_and_is_scored_and_predicted_at_each_own(
+    binary, tmp_path
+):
+    """Every other pair made larger (image bilinear, mask nearest): refused at one scale, it
+    trains at --img_size, and each test image is scored and predicted at its own size."""
+    sizes = {}
+    for k, pair in enumerate(find_pairs(binary, "_mask")):
+        if k % 2:
+            Image.open(pair.image).resize((40, 30)).save(pair.image)
+            Image.open(pair.mask).resize((40, 30), Image.Resampling.NEAREST).save(pair.mask)
+        sizes[pair.id] = Image.open(pair.image).size
+    with pytest.raises(UsageError, match=r"or --img_size HxW to resize each to one"):
+        build_seg_folder(options(binary, "--cache", "False"))
+    argv = ["--img_size", "16x24", "--group_pattern", CAR_ID, "--epochs", "1"]
+    argv += ["--output_dir", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
+    argv += ["--gpu_devices", "cpu", "--num_workers", "0", "--base_width", "4"]
+    trainer = SegTrainer(options(binary, *argv))
+    assert trainer.data.input_shape == (3, 16, 24)
+    trainer.train()
+    checkpoint = trainer.checkpoint_path("last")
+    evaluator = SegEvaluator(
+        build_seg_eval_parser().parse_args(
+            ["--model_path", str(checkpoint), "--gpu_devices", "cpu", "--num_workers", "0"]
+        )
+    )
+    metrics = evaluator.run()
+    tested = trainer.data.groups["test"]
+    shown = {f"{w}x{h}" for pair_id, (w, h) in sizes.items() if pair_id.split("_")[0] in tested}
+    assert set(metrics["resolution"].split(", ")) == shown and len(shown) == 2
+    assert metrics["images"] == sum(1 for p in sizes if p.split("_")[0] in tested)
+    out = tmp_path / "predicted"
+    images = sorted((binary / "images").iterdir())[:2]
+    predictor = SegEvaluator(
+        build_seg_eval_parser().parse_args(
+            [
+                *("--model_path", str(checkpoint), "--gpu_devices", "cpu", "--num_workers", "0"),
+                *("--input", *map(str, images), "--save_path", str(out)),
+            ]
+        )
+    )
+    predictor.run()
+    for image in images:
+        assert Image.open(out / f"{image.stem}_pred.png").size == sizes[image.stem]
