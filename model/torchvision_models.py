@@ -18,6 +18,7 @@ checked against the hash in their name) and are read with ``weights_only=True``.
 """
 
 import argparse
+import functools
 import urllib.error
 from argparse import Namespace
 from pathlib import Path
@@ -48,8 +49,9 @@ def add_options(group: argparse._ArgumentGroup) -> None:
         "--pretrained",
         type=str2bool,
         default=False,
-        help="start from torchvision's default ImageNet weights for --model_type (downloaded "
-        "once into $TORCH_HOME/hub/checkpoints; offline, put the file there)",
+        help="start from torchvision's default ImageNet weights for the model (EncoderUNet: "
+        "its --encoder), downloaded once into $TORCH_HOME/hub/checkpoints; offline, put the "
+        "file there",
     )
     group.add_argument(
         "--weights",
@@ -229,7 +231,11 @@ def load_pretrained(net: nn.Module, state: dict[str, Tensor], source: str, head:
 
 
 def build_torchvision(
-    name: str, opt: Namespace, input_shape: tuple[int, ...], num_outputs: int, pixels: Pixels | None
+    name: str,
+    opt: Namespace,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    pixels: Pixels | None = None,
 ) -> TorchvisionClassifier:
     """``name`` for ``input_shape`` inputs and ``num_outputs`` classes; pretrained weights
     loaded where the options ask and ``pixels`` (the data's preprocessing) is given, since
@@ -248,16 +254,7 @@ def build_torchvision(
 def register_all() -> None:
     """Register every torchvision classification model under its own name."""
     for name in NAMES:
-
-        def build(
-            opt: Namespace,
-            input_shape: tuple[int, ...],
-            num_outputs: int,
-            pixels: Pixels | None = None,
-            name: str = name,
-        ) -> TorchvisionClassifier:
-            return build_torchvision(name, opt, input_shape, num_outputs, pixels)
-
+        build = functools.partial(build_torchvision, name)
         register_model(name, options=(add_options,), pixels=True, family=EXAMPLE)(build)
 
 
