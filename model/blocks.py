@@ -147,3 +147,16 @@ class Up(nn.Module):
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         up = match_size(self.up(x), skip)
         return self.conv(torch.cat([skip, up], dim=1))
+
+
+def through_skips(x: Tensor, encoder: nn.ModuleList, decoder: nn.ModuleList) -> Tensor:
+    """A U-Net's pass: each encoder stage keeps its output, and each decoder step joins the
+    output of the stage that mirrors it, deepest first."""
+    skips = []
+    for stage in encoder:
+        x = stage(x)
+        skips.append(x)
+    x = skips.pop()
+    for up in decoder:
+        x = up(x, skips.pop())
+    return x

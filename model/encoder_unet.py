@@ -17,7 +17,7 @@ from argparse import Namespace
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.blocks import DoubleConv, Up, add_block_options, block_norm
+from model.blocks import DoubleConv, Up, add_block_options, block_norm, through_skips
 from model.model_entry import register_model
 from model.torchvision_models import (
     WeightsInput,
@@ -99,14 +99,7 @@ class EncoderUNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
-        x = self.input(x)
-        skips = []
-        for stage in self.encoder:
-            x = stage(x)
-            skips.append(x)
-        x = skips.pop()
-        for up in self.decoder:
-            x = up(x, skips.pop())
+        x = through_skips(self.input(x), self.encoder, self.decoder)
         if self.full_size is not None:
             x = self.full_size(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
         return self.head(x)

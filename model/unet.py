@@ -5,7 +5,7 @@ from argparse import Namespace
 
 from torch import Tensor, nn
 
-from model.blocks import DoubleConv, Down, Up, add_block_options, block_norm
+from model.blocks import DoubleConv, Down, Up, add_block_options, block_norm, through_skips
 from model.model_entry import register_model
 from utils.cli import positive_int, str2bool
 
@@ -59,13 +59,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        skips = []
-        for stage in self.encoder:
-            x = stage(x)
-            skips.append(x)
-        x = skips.pop()
-        for up in self.decoder:
-            x = up(x, skips.pop())
+        x = through_skips(x, self.encoder, self.decoder)
         return self.head(x)
 
 
