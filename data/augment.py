@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from data.image_files import height_width, image_size
 from utils.cli import non_negative_float, number_type, positive_float, probability, zero_to_one
 from utils.errors import UsageError
 from utils.registry import lookup
@@ -68,11 +69,13 @@ def strength(kind: Callable[[str], float], meaning: str, default: float = 0.0) -
 @dataclass(frozen=True)
 class PairAugment:
     """Random changes to an image and its mask (or an image alone, for a classifier); a
-    strength of 0 switches one off.
+    strength of 0 (a ``crop`` of None) switches one off.
 
-    Geometric changes (flip, shift, zoom, rotation) move the image and its mask together, the
-    mask with nearest-neighbour sampling so it stays a mask; photometric ones (brightness,
-    contrast, saturation, hue, grayscale) change the image alone. Built on torchvision's
+    Geometric changes (flip, shift, zoom, rotation, then a crop) move the image and its mask
+    together, the mask with nearest-neighbour sampling so it stays a mask; photometric ones
+    (brightness, contrast, saturation, hue, grayscale) change the image alone. A crop makes
+    the training images smaller than the validation and test images, which a fully
+    convolutional segmentation model takes whole. Built on torchvision's
     transforms v2, which tell a ``tv_tensors.Mask`` from an image.
     """
 
@@ -89,6 +92,14 @@ class PairAugment:
     recolor: float = strength(
         probability, "probability of blending the masked object toward a random colour"
     )
+    crop: tuple[int, int] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "type": image_size,
+            "help": "N (NxN) or HxW: train on a random crop of this size of each image (a mask "
+            "with its image), segmentation only; validation, test and prediction see it whole",
+        },
+    )
 
     def geometric(self) -> list["v2.Transform"]:
         """The torchvision transforms that move the image and its mask together."""
@@ -101,6 +112,8 @@ class PairAugment:
         if self.shift or self.rotate or scale != (1.0, 1.0):
             shift = (self.shift, self.shift)
             chosen.append(v2.RandomAffine(self.rotate, translate=shift, scale=scale))
+        if self.crop is not None:
+            chosen.append(v2.RandomCrop(self.crop))
         return chosen
 
     def photometric(self) -> list["v2.Transform"]:
@@ -211,6 +224,8 @@ def augment_from_options(opt: Namespace) -> PairAugment | None:
         for field in dataclasses.fields(PairAugment)
     }
     given = {name: value for name, value in given.items() if value is not None}
+    if "crop" in given:  # given as --aug_crop's "HxW"
+        given["crop"] = height_width(given["crop"])
     chosen = dataclasses.replace(chosen, **given)
     if chosen.scale_min > chosen.scale_max:
         raise UsageError(

@@ -3,14 +3,14 @@ the device that holds them.
 
 Per-sample augmentation in a ``Dataset`` costs a Python call, a few torchvision transforms and
 a colour conversion per image, in DataLoader workers that a fast GPU outruns. Here a batch is
-changed with a handful of ops whatever its size: each sample's flip, shift, zoom and rotation
-make one affine matrix, so one ``grid_sample`` moves every image (bilinear) and, along the
-same grid, its mask (nearest, so it stays a mask); each sample's brightness, contrast,
-saturation and grayscale make one colour matrix, applied to the images alone and clamped
-once. The order is fixed (geometric, recolour, hue, then the colour matrix), one of the
-orders ``ColorJitter`` draws from. The parameters are drawn per sample on the CPU from a
-generator the caller seeds (the trainer: with the seed, epoch, batch and rank), so a resumed
-run draws the same numbers on any device.
+changed with a handful of ops whatever its size: each sample's flip, shift, zoom, rotation
+and crop make one affine matrix, so one ``grid_sample`` moves every image (bilinear) and,
+along the same grid, its mask (nearest, so it stays a mask), at the crop's size; each
+sample's brightness, contrast, saturation and grayscale make one colour matrix, applied to
+the images alone and clamped once. The order is fixed (geometric, recolour, hue, then the
+colour matrix), one of the orders ``ColorJitter`` draws from. The parameters are drawn per
+sample on the CPU from a generator the caller seeds (the trainer: with the seed, epoch, batch
+and rank), so a resumed run draws the same numbers on any device.
 """
 
 import functools
@@ -63,6 +63,7 @@ class Draws:
     contrast: Tensor
     saturation: Tensor
     gray: Tensor
+    corner: Tensor  # [n, 2]: x and y of a crop's corner, as a share of the room for it
 
     @classmethod
     def draw(cls, aug: PairAugment, n: int, generator: torch.Generator) -> "Draws":
@@ -85,15 +86,30 @@ class Draws:
             contrast=around_one(aug.contrast),
             saturation=around_one(aug.saturation),
             gray=chosen(generator, n, aug.grayscale),
+            corner=torch.rand(n, 2, dtype=torch.float64, generator=generator),
         )
 
 
-def affine_matrices(draws: Draws, height: int, width: int) -> Tensor:
+def crop_windows(
+    draws: Draws, crop: tuple[int, int], height: int, width: int
+) -> tuple[Tensor, Tensor]:
+    """Where each sample's ``crop`` (height, width) lies in its ``height x width`` image, in
+    the image's normalised coordinates: the scale ``[2]`` and the centres ``[n, 2]``, x then y.
+    Corners fall on whole pixels, so a crop with no other change copies pixels."""
+    size = torch.tensor([crop[1], crop[0]], dtype=torch.float64)
+    whole = torch.tensor([width, height], dtype=torch.float64)
+    corner = (draws.corner * (whole - size + 1)).floor().minimum(whole - size)
+    return size / whole, (2 * corner + size) / whole - 1
+
+
+def affine_matrices(
+    draws: Draws, height: int, width: int, crop: tuple[int, int] | None = None
+) -> Tensor:
     """``[n, 2, 3]`` matrices for ``affine_grid``: where each output pixel samples its input.
 
-    A sample is flipped, then rotated about its centre, zoomed and shifted. Coordinates are
-    normalised to [-1, 1] on each axis, so the rotation is conjugated by the aspect ratio to
-    stay a rotation in pixels.
+    A sample is flipped, then rotated about its centre, zoomed and shifted, then cropped to
+    ``crop`` (height, width). Coordinates are normalised to [-1, 1] on each axis, so the
+    rotation is conjugated by the aspect ratio to stay a rotation in pixels.
     """
     n = len(draws.angle)
     cos, sin = draws.angle.cos(), draws.angle.sin()
@@ -104,7 +120,12 @@ def affine_matrices(draws: Draws, height: int, width: int) -> Tensor:
     offset = -(inverse @ draws.shift.unsqueeze(2))
     theta = torch.cat([inverse, offset], dim=2)
     theta[draws.flip, 0] *= -1  # the input is read mirrored: x -> -x
-    return theta
+    if crop is None:
+        return theta
+    # A crop's pixel u is the warped image's pixel scale * u + centre.
+    scale, centre = crop_windows(draws, crop, height, width)
+    linear, offset = theta[:, :, :2], theta[:, :, 2:]
+    return torch.cat([linear * scale, linear @ centre.unsqueeze(2) + offset], dim=2)
 
 
 @functools.cache
@@ -149,16 +170,22 @@ def colour_matrices(draws: Draws) -> tuple[Tensor, Tensor]:
     return matrix, (1 - draws.contrast) * draws.brightness
 
 
-def parameters_on(draws: Draws, height: int, width: int, device: torch.device) -> Tensor:
+def parameters_on(
+    draws: Draws,
+    height: int,
+    width: int,
+    device: torch.device,
+    crop: tuple[int, int] | None = None,
+) -> Tensor:
     """What the ops on the device need of each sample, ``[n, 21]`` float32 on ``device``: its
-    affine matrix (columns 0-5), colour matrix (6-14), mean-gray factor (15), and whether it
-    is recoloured (16), toward which colour (17-19), keeping how much (20). Made on the CPU
-    and copied in one transfer, from pinned memory to a GPU, so the host does not wait for
-    the device here."""
+    affine matrix, ``crop`` included (columns 0-5), colour matrix (6-14), mean-gray factor
+    (15), and whether it is recoloured (16), toward which colour (17-19), keeping how much
+    (20). Made on the CPU and copied in one transfer, from pinned memory to a GPU, so the host
+    does not wait for the device here."""
     n = len(draws.angle)
     matrix, factor = colour_matrices(draws)
     columns = [
-        affine_matrices(draws, height, width).reshape(n, 6),
+        affine_matrices(draws, height, width, crop).reshape(n, 6),
         matrix.reshape(n, 9),
         factor.view(n, 1),
         draws.recolour.view(n, 1),
@@ -182,11 +209,14 @@ def augment_batch(
 ) -> tuple[Tensor, Tensor | None]:
     """``aug`` on a float batch of ``images`` in [0, 1], ``[n, C, H, W]`` (RGB, or grey with
     ``C = 1``), and their float ``masks``, ``[n, 1, H, W]``, or None for a classifier's batch
-    (whose labels no change touches), with per-sample parameters drawn from ``generator``."""
+    (whose labels no change touches), with per-sample parameters drawn from ``generator``.
+    Both come back at ``aug.crop``'s size where it is set."""
     n, channels, height, width = images.shape
     draws = Draws.draw(aug, n, generator)
-    params = parameters_on(draws, height, width, images.device).to(images.dtype)
-    if aug.hflip or aug.shift or aug.rotate or (aug.scale_min, aug.scale_max) != (1, 1):
+    params = parameters_on(draws, height, width, images.device, aug.crop).to(images.dtype)
+    zoomed = (aug.scale_min, aug.scale_max) != (1, 1)
+    if aug.crop is not None or aug.hflip or aug.shift or aug.rotate or zoomed:
+        height, width = aug.crop or (height, width)
         grid = sampling_grid(params[:, :6].view(n, 2, 3), height, width)
         images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
         if masks is not None:

@@ -166,6 +166,12 @@ def image_size(text: str) -> str:
     return f"{height}x{width}"
 
 
+def height_width(size: str) -> tuple[int, int]:
+    """An :func:`image_size` ``"HxW"`` as ``(height, width)``."""
+    height, width = (int(part) for part in size.split("x"))
+    return height, width
+
+
 def add_size_option(group: argparse._ArgumentGroup) -> None:
     """``--img_size``, shared by the datasets that read image folders."""
     group.add_argument(

@@ -53,6 +53,7 @@ from data.image_files import (
     add_cache_options,
     add_size_option,
     cache_folder,
+    height_width,
     open_image,
     unreadable,
 )
@@ -234,7 +235,7 @@ def input_shape(opt: Namespace, first: Path, headers: dict[Path, Header]) -> tup
         why = "every image is greyscale" if channels == 1 else "some images are in colour"
         log.info("--channels 0: %d, as %s", channels, why)
     if opt.img_size:
-        height, width = map(int, opt.img_size.split("x"))
+        height, width = height_width(opt.img_size)
     else:
         height, width = headers[first].size
         log.info("--img_size not given: %dx%d, the size of %s", height, width, first)
@@ -570,6 +571,12 @@ def build_image_folder(opt: Namespace) -> DataSplits:
         raise UsageError(
             "--aug_recolor recolours the object a mask marks; ImageFolder has no masks: "
             "expected 0 (the other --aug_<name> strengths apply)"
+        )
+    if augment is not None and augment.crop is not None:
+        raise UsageError(
+            f"--aug_crop {opt.aug_crop}: a crop trains a segmentation model on parts of its "
+            "images, but a classifier takes one input size; expected no --aug_crop with "
+            "ImageFolder (--aug_shift and --aug_scale_* move an image within its size)"
         )
     if held_in_memory(opt, sum(map(len, splits)), shape):
         (train, val, test), mean, std = tensor_splits(opt, root, splits, shape, augment)

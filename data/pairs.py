@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from data.augment import PairAugment, augment_from_options, sample_seed, seeded
-from data.image_files import cache_folder, header_size, open_image
+from data.image_files import cache_folder, header_size, height_width, open_image
 from data.memory import TensorSplit
 from data.splits import DataInfo, DataSplits, kfold_split, split_indices, subsample_indices
 from utils.atomic import atomic_write
@@ -56,10 +56,7 @@ def sizing(opt: Namespace) -> Scale:
     """``--img_size`` as ``(height, width)`` where given (older runs have none), else
     ``--img_scale``."""
     size = getattr(opt, "img_size", None)
-    if size is None:
-        return opt.img_scale
-    height, width = (int(part) for part in size.split("x"))
-    return height, width
+    return opt.img_scale if size is None else height_width(size)
 
 
 def sizing_name(scale: Scale) -> str:
@@ -240,6 +237,21 @@ def check_sizes(pairs: list[Pair], scale: Scale) -> None:
             )
 
 
+def check_crop(augment: PairAugment | None, height: int, width: int, scale: Scale) -> None:
+    """Refuse, in one line, an ``--aug_crop`` larger than the training images."""
+    if augment is None or augment.crop is None:
+        return
+    crop_height, crop_width = augment.crop
+    if crop_height > height or crop_width > width:
+        at = (
+            f"--img_size {height}x{width}" if isinstance(scale, tuple) else f"--img_scale {scale:g}"
+        )
+        raise UsageError(
+            f"--aug_crop {crop_height}x{crop_width} does not fit in the training images, "
+            f"{height}x{width} at {at}; expected a crop of at most {height}x{width}"
+        )
+
+
 def _signature(pair: Pair) -> np.ndarray:
     stats = [pair.image.stat(), pair.mask.stat()]
     return np.array([v for s in stats for v in (s.st_size, s.st_mtime_ns)], dtype=np.int64)
@@ -392,6 +404,7 @@ def build_pair_splits(
     train_set = PairDataset(train, scale, cache, augment, opt.seed, num_classes)
     val_set = PairDataset(val, scale, cache, num_classes=num_classes)
     height, width, channels = train_set.arrays(0)[0].shape
+    check_crop(augment, height, width, scale)
     if getattr(opt, "in_memory", True):  # the test split stays per sample: the evaluator
         train_set = in_memory_split(train_set, augment)  # adds each pair's original mask
         val_set = in_memory_split(val_set, None)

@@ -204,7 +204,7 @@ def read_weights(path: Path, option: str) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UsageError(f"{option} {path}: not found; expected a .pth state dict") from None
-    except Exception as err:  # noqa: BLE001: torch.load raises many kinds on a bad file
+    except Exception as err:  # torch.load raises many kinds on a bad file
         raise UsageError(f"{option} {path}: not a weights file torch can read ({err})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):  # a run's checkpoint
         state = state["model"]

@@ -157,3 +157,31 @@ def test_options_take_the_preset_and_replace_the_strengths_given():
         augment_from_options(options("kaggle"))
     with pytest.raises(UsageError, match=r"--aug_scale_min 1\.3 is above --aug_scale_max 1\.21"):
         augment_from_options(options("carvana", aug_scale_min=1.3))
+
+
+def test_a_crop_is_a_window_of_the_image_and_its_mask():
+    image, mask = picture()
+    corners = set()
+    for seed in range(6):
+        with seeded(seed):
+            out_image, out_mask = PairAugment(crop=(40, 50))(image, mask)
+        assert out_image.shape == (3, 40, 50) and out_mask.shape == (1, 40, 50)
+        found = [
+            (top, left)
+            for top in range(64 - 40 + 1)
+            for left in range(96 - 50 + 1)
+            if torch.equal(mask[:, top : top + 40, left : left + 50], out_mask)
+            and torch.equal(image[:, top : top + 40, left : left + 50], out_image)
+        ]
+        assert found
+        corners.add(found[0])
+    assert len(corners) > 1  # drawn, not fixed
+    with seeded(0):
+        flipped, flipped_mask = PairAugment(hflip=1.0, crop=(64, 96))(image, mask)
+    assert torch.equal(flipped, image.flip(-1)) and torch.equal(flipped_mask, mask.flip(-1))
+
+
+def test_aug_crop_is_read_as_height_and_width():
+    given = {f"aug_{field.name}": None for field in dataclasses.fields(PairAugment)}
+    opt = Namespace(augment="flip", **{**given, "aug_crop": "24x32"})
+    assert augment_from_options(opt) == PairAugment(hflip=0.5, crop=(24, 32))

@@ -260,3 +260,64 @@ def test_a_hue_shift_is_torchvisions_with_each_samples_shift():
         expected = TF.adjust_hue(images[i], draws.hue[i].item())
         torch.testing.assert_close(changed[i], expected, rtol=0, atol=1e-5)
     assert len(set(draws.hue.tolist())) == 3
+
+
+def crop_corners(aug: PairAugment, n: int, height: int, width: int) -> list[tuple[int, int]]:
+    """The (top, left) of each sample's crop, from the draws: floor(share * room)."""
+    draws = Draws.draw(aug, n, generator())
+    crop_height, crop_width = aug.crop
+    tops = (draws.corner[:, 1] * (height - crop_height + 1)).floor().long().tolist()
+    lefts = (draws.corner[:, 0] * (width - crop_width + 1)).floor().long().tolist()
+    return list(zip(tops, lefts, strict=True))
+
+
+def test_a_crop_alone_copies_a_window_of_each_image_and_its_mask():
+    images = torch.rand(8, 3, 30, 41, generator=generator(1))
+    masks = (images[:, :1] > 0.5).float()
+    aug = PairAugment(crop=(17, 23))
+    cropped, cropped_masks = augment_batch(aug, images, masks, generator())
+    assert cropped.shape == (8, 3, 17, 23) and cropped_masks.shape == (8, 1, 17, 23)
+    corners = crop_corners(aug, 8, 30, 41)
+    for i, (top, left) in enumerate(corners):
+        window = (..., slice(top, top + 17), slice(left, left + 23))
+        torch.testing.assert_close(cropped[i], images[i][window], rtol=0, atol=1e-5)
+        assert torch.equal(cropped_masks[i], masks[i][window])
+    assert len(set(corners)) > 4  # each sample draws its own window
+
+
+def test_a_crop_after_the_warp_is_a_window_of_the_whole_warp():
+    """The crop is composed into the warp's grid: the same draws give the window of the
+    uncropped result, colour changes included, and a crop of the whole size changes nothing."""
+    images, aug = blocks(n=6), dataclasses.replace(CARVANA, hue=0.1)
+    masks = (images[:, :1] > 0.5).float()
+    whole, whole_masks = augment_batch(aug, images, masks, generator())
+    same, same_masks = augment_batch(
+        dataclasses.replace(aug, crop=(48, 64)), images, masks, generator()
+    )
+    torch.testing.assert_close(same, whole, rtol=0, atol=1e-5)
+    assert torch.equal(same_masks, whole_masks)
+    cropped_aug = dataclasses.replace(aug, crop=(32, 40))
+    cropped, cropped_masks = augment_batch(cropped_aug, images, masks, generator())
+    for i, (top, left) in enumerate(crop_corners(cropped_aug, 6, 48, 64)):
+        window = (..., slice(top, top + 32), slice(left, left + 40))
+        # The colour matrices subtract the image's mean gray, which a crop changes: compare
+        # the geometry alone on the masks, and the images through the same warp uncoloured.
+        assert (cropped_masks[i] != whole_masks[i][window]).float().mean() < 1e-3
+    geometric = dataclasses.replace(aug, brightness=0, contrast=0, saturation=0, hue=0, grayscale=0)
+    warped, _ = augment_batch(geometric, images, masks, generator())
+    warped_crops, _ = augment_batch(
+        dataclasses.replace(geometric, crop=(32, 40)), images, masks, generator()
+    )
+    for i, (top, left) in enumerate(crop_corners(cropped_aug, 6, 48, 64)):
+        window = (..., slice(top, top + 32), slice(left, left + 40))
+        torch.testing.assert_close(warped_crops[i], warped[i][window], rtol=0, atol=1e-4)
+    assert cropped.shape == (6, 3, 32, 40)
+
+
+def test_a_loader_with_a_crop_gives_crops_and_its_unaugmented_split_whole_images():
+    split = masked_split(augment=PairAugment(crop=(8, 10)))
+    loader = MemoryLoader(split, 4, ResumableSampler(10, seed=0), torch.device("cpu"))
+    images, masks = next(iter(loader))
+    assert images.shape == (4, 3, 8, 10) and masks.shape == (4, 1, 8, 10)
+    image, mask = split[0]
+    assert image.shape == (3, 12, 16) and mask.shape == (1, 12, 16)

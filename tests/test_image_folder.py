@@ -351,6 +351,10 @@ def test_recolouring_is_refused_for_class_folders(flat):
     assert "--aug_recolor recolours the object a mask marks" in bad_input(flat, aug_recolor=0.5)
 
 
+def test_a_crop_is_refused_for_class_folders(flat):
+    assert "expected no --aug_crop with ImageFolder" in bad_input(flat, aug_crop="4x4")
+
+
 class StoppedAt(trainer_vanilla.VanillaTrainer):
     """Stops with a Ctrl-C before the 5th batch."""
 

@@ -328,3 +328,43 @@ def test_a_folder_of_mixed_sizes_trains_at_img_size_and_is_scored_and_predicted_
     predictor.run()
     for image in images:
         assert Image.open(out / f"{image.stem}_pred.png").size == sizes[image.stem]
+
+
+@pytest.mark.parametrize("in_memory", ["True", "False"])
+def test_aug_crop_trains_on_crops_and_validates_and_tests_whole_images(binary, tmp_path, in_memory):
+    """--aug_crop: training batches come at the crop's size on either path; validation and
+    the evaluator's test split come whole, and the evaluator scores at the images' size."""
+    argv = ["--aug_crop", "16x16", "--group_pattern", CAR_ID, "--img_scale", "1.0"]
+    argv += ["--epochs", "1", "--in_memory", in_memory, "--base_width", "4"]
+    argv += ["--output_dir", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
+    argv += ["--gpu_devices", "cpu", "--num_workers", "0"]
+    trainer = SegTrainer(options(binary, *argv))
+    trainer.train_loader.sampler.set_epoch(0)
+    images, masks = next(iter(trainer.train_loader))
+    assert images.shape[1:] == (3, 16, 16) and masks.shape[1:] == (1, 16, 16)
+    images, masks = next(iter(trainer.val_loader))
+    assert images.shape[1:] == (3, 24, 32) and masks.shape[1:] == (1, 24, 32)
+    assert trainer.data.input_shape == (3, 24, 32)
+    trainer.train()
+    evaluator = SegEvaluator(
+        build_seg_eval_parser().parse_args(
+            [
+                *("--model_path", str(trainer.checkpoint_path("last"))),
+                *("--gpu_devices", "cpu", "--num_workers", "0"),
+            ]
+        )
+    )
+    assert evaluator.run()["resolution"] == "32x24"
+
+
+def test_a_crop_larger_than_the_images_or_on_class_folders_is_one_line(binary, tmp_path):
+    with pytest.raises(
+        UsageError,
+        match=r"--aug_crop 12x40 does not fit in the training images, 24x32 at --img_scale 1; "
+        r"expected a crop of at most 24x32",
+    ):
+        build_seg_folder(
+            options(binary, "--aug_crop", "12x40", "--img_scale", "1", "--cache", "False")
+        )
+    with pytest.raises(UsageError, match=r"at --img_size 8x8; expected a crop of at most 8x8"):
+        build_seg_folder(options(binary, "--aug_crop", "9", "--img_size", "8", "--cache", "False"))
