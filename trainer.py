@@ -188,8 +188,11 @@ class TrainerBase:
 
     def build_model(self) -> nn.Module:
         """The bare model, by default from ``model_entry`` and ``--model_type``, told how the
-        data preprocesses its images (a pretrained model adapts to it)."""
+        data preprocesses its images (a pretrained model adapts to it and loads its weights).
+        A resumed run is not told: the checkpoint holds both, and the weights file may be gone."""
         data, pixels = self.data, DATASETS.lookup(self.opt.data_type).pixels
+        if self.resume_path is not None:
+            return build_model(self.opt, data.input_shape, data.num_outputs)
         if pixels is None:  # no images to describe: inputs taken as they come, as [0, 1]
             channels = data.input_shape[0]
             described = Pixels(tuple(data.input_shape[1:]), (0.0,) * channels, (1.0,) * channels)

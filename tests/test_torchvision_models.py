@@ -207,7 +207,8 @@ def test_fine_tuning_a_model_without_a_named_head_is_one_line(tmp_path):
 
 def test_a_checkpoint_carries_the_weights_preprocessing_to_the_evaluator(tmp_path, monkeypatch):
     """Trained from planted weights on the ImageFolder example, the best checkpoint alone (the
-    weights' file gone) rebuilds a model that gives the trained one's outputs."""
+    weights' file gone) rebuilds a model that gives the trained one's outputs, for the
+    evaluator and for a resumed run."""
     planted(tmp_path, monkeypatch, "resnet18")
     given = write_example(tmp_path / "data")
     argv = [f"--{key}={value}" for key, value in given.items()]
@@ -228,6 +229,11 @@ def test_a_checkpoint_carries_the_weights_preprocessing_to_the_evaluator(tmp_pat
     inputs = torch.randn(2, *trainer.data.input_shape)
     with torch.no_grad():
         torch.testing.assert_close(evaluator.model(inputs), trainer.net.eval()(inputs))
+    # Resumed, it takes weights and preprocessing from the checkpoint: the file is not needed.
+    argv += ["--resume", str(checkpoint)]
+    resumed = VanillaTrainer(build_vanilla_parser().parse_args(argv))
+    with torch.no_grad():
+        torch.testing.assert_close(resumed.net.eval()(inputs), trainer.net(inputs))
 
 
 @pytest.mark.parametrize(("encoder", "channels"), [("resnet34", 1), ("vgg11", 3)])
