@@ -75,8 +75,8 @@ class PairAugment:
     together, the mask with nearest-neighbour sampling so it stays a mask; photometric ones
     (brightness, contrast, saturation, hue, grayscale) change the image alone. A crop makes
     the training images smaller than the validation and test images, which a fully
-    convolutional segmentation model takes whole. Built on torchvision's
-    transforms v2, which tell a ``tv_tensors.Mask`` from an image.
+    convolutional segmentation model takes whole. Built on torchvision's transforms v2, which
+    tell a ``tv_tensors.Mask`` from an image.
     """
 
     hflip: float = strength(probability, "probability of a horizontal flip")
