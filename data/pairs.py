@@ -59,6 +59,15 @@ def sizing(opt: Namespace) -> Scale:
     return opt.img_scale if size is None else height_width(size)
 
 
+def sizing_option(scale: Scale) -> str:
+    """The option that set ``scale``, as a message names it: ``--img_scale 0.25``."""
+    return (
+        f"--img_size {scale[0]}x{scale[1]}"
+        if isinstance(scale, tuple)
+        else f"--img_scale {scale:g}"
+    )
+
+
 def sizing_name(scale: Scale) -> str:
     """The cache folder of pairs resized by ``scale``, and how the log names it."""
     return f"size_{scale[0]}x{scale[1]}" if isinstance(scale, tuple) else f"scale_{scale:g}"
@@ -231,7 +240,7 @@ def check_sizes(pairs: list[Pair], scale: Scale) -> None:
             )
         if (size := scaled_size(image, scale)) != first:
             raise UsageError(
-                f"image {pair.image} is {size[0]}x{size[1]} at --img_scale {scale:g}, but "
+                f"image {pair.image} is {size[0]}x{size[1]} at {sizing_option(scale)}, but "
                 f"{pairs[0].image} is {first[0]}x{first[1]}; expected images of one size "
                 "(a batch stacks them), or --img_size HxW to resize each to one"
             )
@@ -243,12 +252,10 @@ def check_crop(augment: PairAugment | None, height: int, width: int, scale: Scal
         return
     crop_height, crop_width = augment.crop
     if crop_height > height or crop_width > width:
-        at = (
-            f"--img_size {height}x{width}" if isinstance(scale, tuple) else f"--img_scale {scale:g}"
-        )
         raise UsageError(
             f"--aug_crop {crop_height}x{crop_width} does not fit in the training images, "
-            f"{height}x{width} at {at}; expected a crop of at most {height}x{width}"
+            f"{height}x{width} at {sizing_option(scale)}; expected a crop of at most "
+            f"{height}x{width}"
         )
 
 
